@@ -1,0 +1,100 @@
+"""``python -m cerebelum.devcluster``: build the pinned binaries, or run a local control plane.
+
+python -m cerebelum.devcluster ensure            # find or build etcd, kube-apiserver, kubectl, helm
+python -m cerebelum.devcluster which kubectl     # path of one pinned binary
+python -m cerebelum.devcluster run               # start; print KUBECONFIG; stop on Ctrl-C
+python -m cerebelum.devcluster run -- CMD ARGS   # start, run CMD with KUBECONFIG set, stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from cerebelum.devcluster.binaries import BinaryError, ensure, ensure_binaries
+from cerebelum.devcluster.controlplane import ControlPlaneError, LocalControlPlane
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks stop the children."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    binaries = ensure_binaries()
+    _interrupt_on_sigterm()
+    with LocalControlPlane(binaries) as cp:
+        kubeconfig = cp.kubeconfig
+        if args.kubeconfig_out:
+            out = Path(args.kubeconfig_out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cp.kubeconfig, out)
+            kubeconfig = out
+        print(f"control plane up in {cp.startup_seconds:.1f}s at {cp.server}", file=sys.stderr)
+        print(f"pids: {' '.join(map(str, cp.pids))}; workdir: {cp.workdir}", file=sys.stderr)
+        print(f"export KUBECONFIG={kubeconfig}", flush=True)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "PATH": os.pathsep.join(
+                [
+                    str(binaries.kubectl.parent),
+                    str(binaries.helm.parent),
+                    os.environ.get("PATH", ""),
+                ]
+            ),
+        }
+        try:
+            if args.command:
+                command = args.command[1:] if args.command[0] == "--" else args.command
+                return subprocess.call(command, env=env)
+            print("press Ctrl-C to stop", file=sys.stderr, flush=True)
+            signal.pause()
+        except KeyboardInterrupt:
+            print("stopping the control plane", file=sys.stderr)
+            return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cerebelum.devcluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("ensure", help="find or build all pinned binaries and print their paths")
+    which = sub.add_parser("which", help="print the path of one pinned binary")
+    which.add_argument("name", choices=["etcd", "kube-apiserver", "kubectl", "helm"])
+    run = sub.add_parser("run", help="run a local control plane")
+    run.add_argument("--kubeconfig-out", help="also copy the admin kubeconfig here")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="command to run, after --")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "ensure":
+            binaries = ensure_binaries()
+            for name, path in vars(binaries).items():
+                print(f"{name.replace('_', '-')}: {path}")
+            return 0
+        if args.action == "which":
+            print(ensure(args.name))
+            return 0
+        return _run(args)
+    except (BinaryError, ControlPlaneError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

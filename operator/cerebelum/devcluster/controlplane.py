@@ -1,0 +1,331 @@
+"""Run etcd and kube-apiserver as child processes on loopback.
+
+The API server is configured the way a real cluster is where it matters to us: TLS serving,
+client certificates, RBAC authorization and service-account token signing (TokenRequest),
+with the ServiceAccount admission plugin off because no controller-manager creates the
+``default`` service accounts (the same choice envtest makes).
+
+Children are stopped by PID, never by name. They also die with the process that started them
+(``PR_SET_PDEATHSIG``), and a later start removes what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from cerebelum.devcluster.binaries import Binaries
+from cerebelum.devcluster.pki import CertificateAuthority, KeyPair, write_signing_key
+
+WORKDIR_PREFIX = "cerebelum-devcluster-"
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane did not come up; the message carries the relevant log tail."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: get SIGKILL when the parent thread dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def remove_stale_workdirs(root: Path) -> list[Path]:
+    """Remove work dirs of runs whose owning process is gone (e.g. killed with SIGKILL).
+
+    Processes recorded in such a dir are killed by PID, but only if their command line
+    still names that dir, so a recycled PID is never hit.
+    """
+    removed = []
+    for workdir in root.glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int(workdir.name[len(WORKDIR_PREFIX) :].split("-")[0])
+        except ValueError:
+            continue
+        if _pid_alive(owner):
+            continue
+        pids_file = workdir / "pids"
+        if pids_file.exists():
+            for line in pids_file.read_text().split():
+                pid = int(line)
+                if _pid_alive(pid) and str(workdir) in _cmdline(pid):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
+        removed.append(workdir)
+    return removed
+
+
+@dataclass
+class _Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalControlPlane:
+    """etcd + kube-apiserver on free loopback ports; use as a context manager."""
+
+    binaries: Binaries
+    temp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    startup_timeout: float = 90.0
+    extra_apiserver_args: tuple[str, ...] = ()
+
+    workdir: Path | None = field(default=None, init=False)
+    server: str = field(default="", init=False)
+    kubeconfig: Path = field(default=Path(), init=False)
+    startup_seconds: float = field(default=0.0, init=False)
+    _children: list[_Child] = field(default_factory=list, init=False)
+    _ca: CertificateAuthority | None = field(default=None, init=False)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> LocalControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        started = time.monotonic()
+        remove_stale_workdirs(self.temp_root)
+        self.workdir = Path(
+            tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=self.temp_root)
+        )
+        try:
+            self._start_in(self.workdir)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def _start_in(self, workdir: Path) -> None:
+        pki_dir = workdir / "pki"
+        pki_dir.mkdir()
+        self._ca = ca = CertificateAuthority(pki_dir)
+        serving = ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            server_ips=("127.0.0.1", "10.0.0.1"),
+            server_dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+        )
+        admin = ca.issue("admin", "cerebelum-admin", organizations=("system:masters",))
+        signing = write_signing_key(pki_dir)
+
+        etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=cerebelum",
+                f"--data-dir={workdir / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=cerebelum={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        self._wait_for(lambda: self._http_ok(f"{etcd_url}/health"), "etcd")
+
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert_path}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={signing.cert}",
+                f"--service-account-signing-key-file={signing.key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--profiling=false",
+                *self.extra_apiserver_args,
+            ],
+        )
+        self.kubeconfig = self._write_kubeconfig("admin", client=admin)
+        context = self._ssl_context(admin)
+        self._wait_for(lambda: self._http_ok(f"{self.server}/readyz", context), "kube-apiserver")
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        assert self.workdir is not None
+        log = self.workdir / f"{name}.log"
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        with log.open("wb") as log_file:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop them in order
+                preexec_fn=_die_with_parent if in_main_thread else None,
+            )
+        self._children.append(_Child(name, proc, log))
+        with (self.workdir / "pids").open("a") as pids:
+            pids.write(f"{proc.pid}\n")
+
+    def _wait_for(self, check: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            for child in self._children:
+                if child.proc.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{child.name} exited with code {child.proc.returncode} while waiting "
+                        f"for {what}; last log lines:\n{child.tail()}"
+                    )
+            if check():
+                return
+            time.sleep(0.1)
+        logs = "\n".join(f"--- {c.name}:\n{c.tail()}" for c in self._children)
+        raise ControlPlaneError(f"{what} not ready after {self.startup_timeout:.0f}s\n{logs}")
+
+    @staticmethod
+    def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _ssl_context(self, client: KeyPair) -> ssl.SSLContext:
+        assert self._ca is not None
+        context = ssl.create_default_context(cafile=str(self._ca.cert_path))
+        context.load_cert_chain(str(client.cert), str(client.key))
+        return context
+
+    def stop(self) -> None:
+        """Stop the API server, then etcd (SIGTERM, then SIGKILL), and remove the work dir."""
+        for child in reversed(self._children):
+            if child.proc.poll() is None:
+                child.proc.terminate()
+                try:
+                    child.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- inspection --------------------------------------------------------------------
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.proc.pid for c in self._children]
+
+    def leftovers(self) -> list[str]:
+        """What a stopped control plane left behind (should be empty)."""
+        found = [
+            f"process {c.name} (pid {c.proc.pid})" for c in self._children if _pid_alive(c.proc.pid)
+        ]
+        if self.workdir is not None and self.workdir.exists():
+            found.append(f"directory {self.workdir}")
+        return found
+
+    # -- credentials -------------------------------------------------------------------
+
+    def kubeconfig_for_user(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig that authenticates as ``user`` in ``groups`` by client certificate."""
+        assert self._ca is not None
+        stem = "user-" + "".join(ch if ch.isalnum() else "-" for ch in user)
+        pair = self._ca.issue(stem, user, organizations=groups)
+        return self._write_kubeconfig(stem, client=pair)
+
+    def kubeconfig_for_token(self, name: str, token: str) -> Path:
+        """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
+        return self._write_kubeconfig(f"token-{name}", token=token)
+
+    def _write_kubeconfig(
+        self, name: str, *, client: KeyPair | None = None, token: str | None = None
+    ) -> Path:
+        assert self.workdir is not None and self._ca is not None
+        user: dict[str, str] = {}
+        if client is not None:
+            user = {"client-certificate": str(client.cert), "client-key": str(client.key)}
+        if token is not None:
+            user = {"token": token}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "cerebelum-dev",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(self._ca.cert_path),
+                    },
+                }
+            ],
+            "users": [{"name": name, "user": user}],
+            "contexts": [{"name": name, "context": {"cluster": "cerebelum-dev", "user": name}}],
+            "current-context": name,
+        }
+        path = self.workdir / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
