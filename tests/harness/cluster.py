@@ -1,0 +1,128 @@
+"""A handle on the cluster under test, with helpers that run the real kubectl and helm.
+
+It wraps either the local control plane or an existing cluster named by
+``CEREBELUM_TEST_KUBECONFIG``, so every integration test runs unchanged on both.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from cerebelum.devcluster import LocalControlPlane
+
+T = TypeVar("T")
+
+
+class CommandError(AssertionError):
+    """A kubectl/helm command failed; carries its output for the test report."""
+
+    def __init__(self, argv: list[str], result: subprocess.CompletedProcess[str]) -> None:
+        self.result = result
+        super().__init__(
+            f"{' '.join(argv)} exited {result.returncode}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    kubectl_bin: Path
+    helm_bin: Path
+    workdir: Path
+    control_plane: LocalControlPlane | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.control_plane is not None
+
+    # -- commands ----------------------------------------------------------------------
+
+    def _run(
+        self,
+        binary: Path,
+        args: tuple[str, ...],
+        *,
+        stdin: str | None,
+        check: bool,
+        kubeconfig: Path | None,
+        timeout: float,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(binary), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise CommandError(argv, result)
+        return result
+
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            self.kubectl_bin, args, stdin=stdin, check=check, kubeconfig=kubeconfig, timeout=timeout
+        )
+
+    def kubectl_json(self, *args: str, kubeconfig: Path | None = None) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
+    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None) -> None:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        ns_args = ("-n", namespace) if namespace else ()
+        self.kubectl("apply", *ns_args, "-f", "-", stdin=text)
+
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            self.helm_bin, args, stdin=None, check=check, kubeconfig=None, timeout=timeout
+        )
+
+    # -- credentials -------------------------------------------------------------------
+
+    def kubeconfig_with_token(self, name: str, token: str) -> Path:
+        """A kubeconfig for the same server that authenticates with ``token`` only."""
+        admin = json.loads(self.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        cluster = admin["clusters"][0]
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name}}],
+            "current-context": name,
+        }
+        path = self.workdir / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.1) -> T:
+    """Call ``check`` until it returns a truthy value or stops raising; re-raise at the end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            error: BaseException | None = AssertionError(f"{check} stayed falsy for {timeout}s")
+        except (AssertionError, CommandError) as exc:
+            error = exc
+        if time.monotonic() >= deadline:
+            assert error is not None
+            raise error
+        time.sleep(interval)
