@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Everything else here is a step of those two.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: help venv binaries lint typecheck unit test demo crds devcluster clean
+
+help:
+	@echo "make demo   - start a local control plane, run the operator and a sample workflow"
+	@echo "make test   - install everything, then lint, type-check and run the whole test suite"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# etcd, kube-apiserver, kubectl and helm at their pinned versions (built once, then cached).
+binaries: venv
+	$(BIN)/python -m cerebelum.devcluster ensure
+
+lint: venv
+	$(BIN)/ruff check operator tests bench hack
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+test: binaries lint typecheck
+	$(BIN)/pytest
+
+demo: binaries
+	$(BIN)/python -m cerebelum.devcluster run -- $(BIN)/python hack/demo.py
+
+# A control plane to poke at by hand: prints the KUBECONFIG to export; Ctrl-C stops it.
+devcluster: binaries
+	$(BIN)/python -m cerebelum.devcluster run --kubeconfig-out .devcluster/kubeconfig
+
+clean:
+	rm -rf $(VENV) .devcluster .pytest_cache .mypy_cache .ruff_cache
