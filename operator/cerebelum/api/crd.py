@@ -1,0 +1,169 @@
+"""Generate the Workflow CustomResourceDefinition from the pydantic models.
+
+``python -m cerebelum.api.crd`` writes ``crds/``; a test fails when the files are stale.
+Pydantic emits JSON Schema; the API server wants a *structural* OpenAPI v3 schema, so refs
+are inlined, ``Optional`` unions collapse to their type, and free-form fields are marked
+``x-kubernetes-preserve-unknown-fields``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cerebelum.api import GROUP, KIND, PLURAL, VERSION
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.status import WorkflowStatus
+
+CRD_FILE = f"{PLURAL}.{GROUP}.yaml"
+_DROP = {"title", "default"}
+
+
+def _plain(text: str) -> str:
+    """Docstrings to explain-friendly text: paragraphs kept, line breaks and RST quotes not."""
+    text = re.sub(r"(?<!\n)\n(?!\n)", " ", text.replace("``", ""))
+    return re.sub(r" {2,}", " ", text).strip()
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Inline refs, collapse Optional, drop keys a CRD cannot carry."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").split("/")[-1]]
+        merged = {**target, **node}
+        # Both texts teach: the field's role first, then what the type means.
+        if node.get("description") and target.get("description"):
+            merged["description"] = f"{node['description']}\n\n{target['description']}"
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express union {options} in a structural schema")
+        return _structural({**options[0], **node}, defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "description":
+            out[key] = _plain(value)
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "additionalProperties":
+            if isinstance(value, dict) and value:
+                out[key] = _structural(value, defs)
+        else:
+            out[key] = _structural(value, defs)
+    if out.get("x-kubernetes-preserve-unknown-fields") and "properties" not in out:
+        out.pop("additionalProperties", None)
+        if out.get("type") not in (None, "object"):
+            out.pop("type")
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def _schema_of(model: type[WorkflowSpec] | type[WorkflowStatus], mode: str) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode=mode)  # type: ignore[arg-type]
+    defs = raw.pop("$defs", {})
+    schema = _structural(raw, defs)
+    assert isinstance(schema, dict)
+    return schema
+
+
+def build_crd() -> dict[str, Any]:
+    spec = _schema_of(WorkflowSpec, "validation")
+    status = _schema_of(WorkflowStatus, "serialization")
+    status.pop("required", None)  # status is written by the operator, field by field
+    schema = {
+        "type": "object",
+        "description": "A durable workflow: steps run by the Cerebelum operator. Its status is the polling API.",
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion of this object."},
+            "kind": {"type": "string", "description": "Kind of this object."},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+        "required": ["spec"],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["cwf"],
+                "categories": ["cerebelum"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "selectableFields": [{"jsonPath": ".status.phase"}],
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Step", "type": "string", "jsonPath": ".status.currentStep"},
+                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+                        {
+                            "name": "Wake",
+                            "type": "string",
+                            "jsonPath": ".status.nextWakeAt",
+                            "priority": 1,
+                        },
+                        {
+                            "name": "Message",
+                            "type": "string",
+                            "jsonPath": ".status.message",
+                            "priority": 1,
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated by `python -m cerebelum.api.crd` from cerebelum/api; do not edit.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cerebelum.api.crd", description=__doc__)
+    parser.add_argument("--out", default="crds", help="directory to write (default: crds)")
+    parser.add_argument("--stdout", action="store_true", help="print instead of writing")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.stdout:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CRD_FILE).write_text(text)
+    print(f"wrote {out / CRD_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

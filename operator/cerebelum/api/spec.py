@@ -1,0 +1,411 @@
+"""The ``spec`` of a Workflow: what to run, in which order, and how to wait.
+
+Every description here is what ``kubectl explain workflow.spec...`` prints, so it is
+written for the user. Cross-field rules that the schema cannot state are the
+``x-kubernetes-validations`` attached with ``rules(...)``, checked by the API server itself.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from cerebelum.api.base import ApiModel
+from cerebelum.api.durations import Duration
+
+STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+StepName = Annotated[str, Field(pattern=STEP_NAME_PATTERN, min_length=1, max_length=63)]
+Expression = Annotated[str, Field(min_length=1, max_length=1024)]
+
+#: Action kinds a step may carry; at most one per step.
+ACTION_KINDS = ("noop", "fail")
+
+
+def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """``x-kubernetes-validations`` for a model: (rule, message[, fieldPath]) tuples."""
+    out = []
+    for pair in pairs:
+        rule: dict[str, str] = {"rule": pair[0], "message": pair[1]}
+        if len(pair) == 3:
+            rule["fieldPath"] = pair[2]
+        out.append(rule)
+    return {"x-kubernetes-validations": out}
+
+
+class NoopAction(ApiModel):
+    """An action that does nothing and returns ``with`` as its output. For tests, demos and
+    for shaping data: ``with`` values may use ${{ }} expressions."""
+
+    with_: dict[str, Any] | None = Field(
+        default=None,
+        alias="with",
+        description="The step's output. Strings may contain ${{ expr }} expressions.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class FailAction(ApiModel):
+    """An action that fails, for testing retries and error routing. With ``times`` it fails
+    that many attempts of each visit and then succeeds."""
+
+    error_class: str = Field(
+        default="Transient",
+        max_length=63,
+        description="Error class reported by the failure (matched by retry.retryOn and next[].when).",
+    )
+    message: str = Field(default="failed on purpose", max_length=1024, description="Error message.")
+    retryable: bool = Field(default=True, description="Whether the error may be retried.")
+    times: int | None = Field(
+        default=None,
+        ge=0,
+        description="Fail only the first N attempts of a visit, then succeed. Unset: always fail.",
+    )
+
+
+class SleepSpec(
+    ApiModel,
+    json_schema_extra=rules(
+        ("has(self.duration) != has(self.until)", "sleep needs exactly one of duration or until"),
+    ),
+):
+    """Wait before the step's approval and action (or as the whole step). Waiting is a
+    deadline in status, not a blocked thread: it survives operator restarts."""
+
+    duration: Duration | None = Field(
+        default=None, description="How long to wait, e.g. 30s, 5m, 1h30m."
+    )
+    until: str | None = Field(
+        default=None,
+        description="Wait until this RFC 3339 time, e.g. 2026-01-02T15:04:05Z. May be an expression.",
+        max_length=256,
+    )
+
+
+class Outcome(StrEnum):
+    FAIL = "Fail"
+    APPROVE = "Approve"
+    GOTO = "Goto"
+
+
+class Approvers(ApiModel):
+    """Who may approve or reject. Empty means anyone allowed to annotate the Workflow."""
+
+    users: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        default=None, max_length=64, description="User names allowed to decide."
+    )
+    groups: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        default=None, max_length=64, description="Groups whose members are allowed to decide."
+    )
+
+
+class ApprovalSpec(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            "!has(self.onTimeout) || self.onTimeout != 'Goto' || has(self.timeoutGoto)",
+            "onTimeout: Goto needs timeoutGoto",
+            ".timeoutGoto",
+        ),
+        (
+            "!has(self.onReject) || self.onReject != 'Goto' || has(self.rejectGoto)",
+            "onReject: Goto needs rejectGoto",
+            ".rejectGoto",
+        ),
+        (
+            "!has(self.onReject) || self.onReject != 'Approve'",
+            "onReject may be Fail or Goto",
+            ".onReject",
+        ),
+    ),
+):
+    """A human gate: the step waits until someone runs
+    ``kubectl annotate workflow NAME cerebelum.io/approve=STEP`` (or ``cerebelum.io/reject=STEP``,
+    with an optional ``cerebelum.io/reason``). The decision and who made it are kept in status."""
+
+    timeout: Duration | None = Field(
+        default=None, description="How long to wait for a decision. Unset: forever."
+    )
+    on_timeout: Outcome | None = Field(
+        default=None,
+        description="What a timeout does: Fail (default), Approve, or Goto timeoutGoto.",
+    )
+    timeout_goto: StepName | None = Field(
+        default=None, description="Step to go to when onTimeout is Goto."
+    )
+    on_reject: Outcome | None = Field(
+        default=None, description="What a rejection does: Fail (default) or Goto rejectGoto."
+    )
+    reject_goto: StepName | None = Field(
+        default=None, description="Step to go to when onReject is Goto."
+    )
+    approvers: Approvers | None = Field(default=None, description="Who may decide.")
+    message: str | None = Field(
+        default=None, max_length=1024, description="Shown to approvers in status."
+    )
+
+
+class PollSpec(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            "has(self.maxAttempts) || has(self.timeout)",
+            "poll needs maxAttempts or timeout (or both)",
+        ),
+        (
+            "!has(self.onTimeout) || self.onTimeout != 'Goto' || has(self.timeoutGoto)",
+            "onTimeout: Goto needs timeoutGoto",
+            ".timeoutGoto",
+        ),
+        (
+            "!has(self.onTimeout) || self.onTimeout != 'Approve'",
+            "onTimeout may be Fail or Goto",
+            ".onTimeout",
+        ),
+    ),
+):
+    """Re-run the step's action every ``interval`` until ``until`` holds on its output.
+    Between attempts nothing runs: the next attempt time is a deadline in status."""
+
+    until: Expression = Field(
+        description="CEL condition on `output` (and `attempt`); the poll ends when true."
+    )
+    interval: Duration = Field(
+        description="Time between the end of one attempt and the start of the next."
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=100000, description="Give up after this many attempts."
+    )
+    timeout: Duration | None = Field(
+        default=None, description="Give up this long after the first attempt started."
+    )
+    backoff_factor: float | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="Multiply the interval by this after each attempt (default 1).",
+    )
+    max_interval: Duration | None = Field(default=None, description="Cap for the growing interval.")
+    on_timeout: Outcome | None = Field(
+        default=None,
+        description="When attempts or time run out: Fail (default) or Goto timeoutGoto.",
+    )
+    timeout_goto: StepName | None = Field(
+        default=None, description="Step to go to when onTimeout is Goto."
+    )
+
+
+class Backoff(ApiModel):
+    """Wait before retry n: delay × factor^(n-1), capped at maxDelay, then ± jitter."""
+
+    delay: Duration | None = Field(
+        default=None, description="Wait before the first retry (default 1s)."
+    )
+    factor: float | None = Field(
+        default=None, ge=1, le=10, description="Growth per retry (default 2)."
+    )
+    max_delay: Duration | None = Field(
+        default=None, description="Cap for the wait (default: none)."
+    )
+    jitter: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Random spread as a fraction of the wait, 0.2 = ±20% (default 0).",
+    )
+
+
+class RetrySpec(ApiModel):
+    """Re-run a failed action. ``limit`` counts retries, not attempts: limit 3 means at most
+    4 attempts. The first retry waits ``backoff.delay``. The step's ``timeout`` applies to each
+    attempt separately; the workflow's ``activeDeadline`` bounds them all."""
+
+    limit: int = Field(
+        ge=0, le=1000, description="How many times to retry after the first attempt."
+    )
+    backoff: Backoff | None = Field(default=None, description="Waits between attempts.")
+    retry_on: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Error classes to retry (e.g. Timeout, Transient). Unset: every error the action "
+            'reports as retryable. "*": every error.'
+        ),
+    )
+
+
+class NextRule(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            "[has(self.goto), has(self.fail), has(self.continue)].filter(x, x).size() == 1",
+            "a next rule needs exactly one of goto, fail or continue",
+        ),
+    ),
+):
+    """Where to go after the step ends. Rules are tried in order; the first whose ``when``
+    holds wins. With no match the workflow continues after success and fails after failure."""
+
+    when: Expression | None = Field(
+        default=None,
+        description="CEL on `output`, `error` (null on success) and `phase`. Unset: always.",
+    )
+    goto: StepName | None = Field(
+        default=None,
+        description="Run this step next (loops allowed, bounded by spec.maxStepVisits).",
+    )
+    fail: str | None = Field(
+        default=None, max_length=1024, description="Fail the workflow with this message."
+    )
+    continue_: bool | None = Field(
+        default=None, alias="continue", description="Carry on as normal."
+    )
+
+
+_ACTION_PRESENT = (
+    "[" + ", ".join(f"has(self.{kind})" for kind in ACTION_KINDS) + "].filter(x, x).size()"
+)
+
+
+class Step(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            f"{_ACTION_PRESENT} <= 1",
+            f"a step has at most one action kind ({', '.join(ACTION_KINDS)})",
+        ),
+        (
+            f"{_ACTION_PRESENT} == 1 || has(self.sleep) || has(self.approval)",
+            "a step needs an action, a sleep or an approval",
+        ),
+        (f"!has(self.poll) || {_ACTION_PRESENT} == 1", "poll needs an action to repeat", ".poll"),
+        (
+            f"!has(self.retry) || {_ACTION_PRESENT} == 1",
+            "retry needs an action to repeat",
+            ".retry",
+        ),
+        (
+            "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+            "a step cannot depend on itself",
+            ".dependsOn",
+        ),
+    ),
+):
+    """One step. Order inside a step: ``when`` (skip if false), ``sleep``, ``approval``, then
+    the action with ``poll``/``retry``, then ``next`` rules."""
+
+    name: StepName = Field(
+        description="Unique, identifier-like name; outputs are read as steps.NAME.output."
+    )
+    depends_on: list[StepName] | None = Field(
+        default=None,
+        max_length=20,
+        description=(
+            "Steps that must finish first. Unset: the previous step in the list (a timeline). "
+            "[]: none, so the step starts at once. Steps whose dependencies are done run in parallel."
+        ),
+    )
+    when: Expression | None = Field(
+        default=None,
+        description="CEL condition; when false the step is Skipped and its dependents go on.",
+    )
+    timeout: Duration | None = Field(
+        default=None, description="Limit for each attempt of the action."
+    )
+    noop: NoopAction | None = Field(
+        default=None, description="Action: return `with` as the output."
+    )
+    fail: FailAction | None = Field(
+        default=None, description="Action: fail with a chosen error (testing)."
+    )
+    sleep: SleepSpec | None = Field(default=None, description="Wait before the rest of the step.")
+    approval: ApprovalSpec | None = Field(default=None, description="Wait for a human decision.")
+    poll: PollSpec | None = Field(
+        default=None, description="Repeat the action until a condition holds."
+    )
+    retry: RetrySpec | None = Field(default=None, description="Retry the action when it fails.")
+    next: list[NextRule] | None = Field(
+        default=None, max_length=10, description="Routing after the step ends."
+    )
+
+    def action_kind(self) -> str | None:
+        return next((kind for kind in ACTION_KINDS if getattr(self, kind) is not None), None)
+
+    def dependencies(self, previous: str | None) -> list[str]:
+        if self.depends_on is not None:
+            return list(self.depends_on)
+        return [previous] if previous else []
+
+    def goto_targets(self) -> list[str]:
+        targets = [rule.goto for rule in self.next or [] if rule.goto]
+        for gate in (self.approval, self.poll):
+            if gate is not None and gate.timeout_goto:
+                targets.append(gate.timeout_goto)
+        if self.approval is not None and self.approval.reject_goto:
+            targets.append(self.approval.reject_goto)
+        return targets
+
+
+_NAMES = "self.steps.map(t, t.name)"
+
+
+class WorkflowSpec(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            f"self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, d in {_NAMES}))",
+            "dependsOn must name steps of this workflow",
+            ".steps",
+        ),
+        (
+            f"self.steps.all(s, !has(s.next) || s.next.all(n, !has(n.goto) || n.goto in {_NAMES}))",
+            "next[].goto must name a step of this workflow",
+            ".steps",
+        ),
+        (
+            "self.steps.all(s, !has(s.approval) || ((!has(s.approval.timeoutGoto) || s.approval.timeoutGoto in "
+            f"{_NAMES}) && (!has(s.approval.rejectGoto) || s.approval.rejectGoto in {_NAMES})))",
+            "approval timeoutGoto/rejectGoto must name a step of this workflow",
+            ".steps",
+        ),
+        (
+            f"self.steps.all(s, !has(s.poll) || !has(s.poll.timeoutGoto) || s.poll.timeoutGoto in {_NAMES})",
+            "poll.timeoutGoto must name a step of this workflow",
+            ".steps",
+        ),
+    ),
+):
+    """What the workflow runs. Steps run in list order unless they name ``dependsOn``."""
+
+    inputs: dict[str, Any] | None = Field(
+        default=None,
+        description="Free-form inputs, read in expressions as inputs.NAME.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    steps: list[Step] = Field(
+        min_length=1,
+        max_length=100,
+        description="The steps; names are unique.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    active_deadline: Duration | None = Field(
+        default=None,
+        description="Fail the workflow if it has not finished this long after it started.",
+    )
+    max_step_visits: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Cap on step starts, loops included (default 1000).",
+    )
+    suspend: bool | None = Field(
+        default=None, description="While true no new step starts; waits keep their deadlines."
+    )
+    cancel: bool | None = Field(
+        default=None,
+        description="Set true to cancel (as does the annotation cerebelum.io/cancel). Waiting steps stop at once.",
+    )
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)

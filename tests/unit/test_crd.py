@@ -1,0 +1,60 @@
+"""crds/ is generated from the pydantic models and must not go stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from cerebelum.api.crd import CRD_FILE, build_crd, render
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def test_crds_directory_is_up_to_date() -> None:
+    on_disk = (CRDS / CRD_FILE).read_text()
+    assert on_disk == render(), (
+        "crds/ is stale: run `python -m cerebelum.api.crd` and commit the result"
+    )
+
+
+def _walk(node: object, path: str = "") -> list[tuple[str, dict[str, object]]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            found += _walk(value, f"{path}.{key}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                found += _walk(node[key], f"{path}[]")
+    return found
+
+
+def test_every_field_is_described_and_structural() -> None:
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema["properties"]["spec"], "spec") + _walk(
+        schema["properties"]["status"], "status"
+    ):
+        scalar_item = path.endswith("[]") and node.get("type") != "object"
+        assert node.get("description") or scalar_item, (
+            f"{path} has no description for kubectl explain"
+        )
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), (
+            f"{path} has no type"
+        )
+        assert "$ref" not in node and "anyOf" not in node
+
+
+def test_crd_names_columns_and_selectable_phase() -> None:
+    crd = build_crd()
+    names = crd["spec"]["names"]
+    assert names["shortNames"] == ["cwf"] and names["categories"] == ["cerebelum"]
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == [
+        "Phase",
+        "Step",
+        "Progress",
+    ]
+    assert version["selectableFields"] == [{"jsonPath": ".status.phase"}]
+    yaml.safe_dump(crd)  # serialisable as is
