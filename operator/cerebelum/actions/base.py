@@ -1,0 +1,106 @@
+"""The action interface every action kind implements.
+
+An action is an async callable. It gets its interpolated parameters and an ``ActionContext``,
+and returns a JSON-able output or raises ``ActionError``, saying whether a retry could help.
+It must be cancellable: the operator cancels it when a workflow is cancelled or a goto moves
+on. Non-idempotent actions use ``idempotency_key``: it is the same for every attempt of one
+visit of a step, so a retry or a restart can find what an earlier attempt did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cerebelum.api.status import StepError
+from cerebelum.engine.types import ActionCall, ActionResult
+
+
+class ActionError(Exception):
+    """A failed attempt. ``error_class`` is what retry.retryOn and next[].when match."""
+
+    def __init__(
+        self,
+        error_class: str,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: datetime.timedelta | None = None,
+    ) -> None:
+        super().__init__(f"{error_class}: {message}")
+        self.error_class = error_class
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """Who is calling: enough to name resources and to deduplicate side effects."""
+
+    namespace: str
+    workflow: str
+    workflow_uid: str
+    step: str
+    visit: int
+    attempt: int
+    idempotency_key: str
+
+
+class Action(Protocol):
+    async def __call__(self, params: dict[str, Any], context: ActionContext) -> Any: ...
+
+
+async def execute(action: Action, call: ActionCall, context: ActionContext) -> ActionResult:
+    """Run one attempt with its timeout and turn every outcome into an ``ActionResult``.
+
+    Unexpected exceptions become a non-retryable ``InternalError`` naming only the exception
+    type: their text may carry request details, so it is logged by the caller, not stored.
+    """
+
+    def failed(error: StepError, retry_after: datetime.timedelta | None = None) -> ActionResult:
+        return ActionResult(
+            step=call.step,
+            visit=call.visit,
+            attempt=call.attempt,
+            ok=False,
+            error=error,
+            retry_after=retry_after,
+        )
+
+    try:
+        if call.timeout is not None:
+            output = await asyncio.wait_for(
+                action(call.params, context), call.timeout.total_seconds()
+            )
+        else:
+            output = await action(call.params, context)
+    except TimeoutError:
+        seconds = call.timeout.total_seconds() if call.timeout else 0
+        return failed(
+            StepError(
+                error_class="Timeout",
+                message=f"attempt took longer than {seconds:g}s",
+                retryable=True,
+            )
+        )
+    except ActionError as exc:
+        return failed(
+            StepError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable),
+            exc.retry_after,
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return failed(
+            StepError(
+                error_class="InternalError",
+                message=f"the {call.kind} action raised {type(exc).__name__}",
+                retryable=False,
+            )
+        )
+    return ActionResult(
+        step=call.step, visit=call.visit, attempt=call.attempt, ok=True, output=output
+    )

@@ -1,0 +1,90 @@
+"""What goes into the engine and what comes out of it. Plain frozen data, no I/O."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from cerebelum.api.status import StepError, WorkflowStatus
+
+
+@dataclass(frozen=True)
+class WorkflowMeta:
+    """The parts of the object's metadata the engine reads."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 1
+    #: The ``cerebelum.io/cancel`` annotation is present.
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """A human decision read from an annotation (``cerebelum.io/approve`` or ``reject``)."""
+
+    step: str
+    approve: bool
+    reason: str | None = None
+    data: Any = None
+    decided_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    """Effect: run one attempt of a step's action. ``params`` are already interpolated.
+
+    ``local`` actions complete at once without I/O, so the shell may run them inline.
+    ``resumed`` means the attempt was already recorded in status (the process that started
+    it is gone), so it may start without another status write.
+    """
+
+    step: str
+    kind: str
+    params: dict[str, Any]
+    visit: int
+    attempt: int
+    idempotency_key: str
+    timeout: datetime.timedelta | None
+    local: bool
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of one attempt, fed back to the engine."""
+
+    step: str
+    visit: int
+    attempt: int
+    ok: bool
+    output: Any = None
+    error: StepError | None = None
+    #: Wait at least this long before retrying (e.g. an HTTP Retry-After).
+    retry_after: datetime.timedelta | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """Effect: a Kubernetes Event for the workflow."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """The engine's answer: the new status and the effects the shell must carry out."""
+
+    status: WorkflowStatus
+    actions: list[ActionCall] = field(default_factory=list)
+    #: Steps whose running action must be cancelled.
+    cancel: list[str] = field(default_factory=list)
+    #: Decisions read; their annotations must be removed (applied or refused).
+    consumed: list[ApprovalDecision] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    #: When to call the engine again if nothing else happens (None: only on events).
+    wake_at: datetime.datetime | None = None

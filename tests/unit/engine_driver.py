@@ -1,0 +1,164 @@
+"""Drive the pure engine the way the shell does, with fake time.
+
+Local actions (noop, fail) run through the real action code inline, as the shell runs
+them; with ``defer=True`` every call is held as in flight until the test completes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.status import StepError, StepPhase, WorkflowStatus
+from cerebelum.engine import (
+    ActionCall,
+    ActionResult,
+    ApprovalDecision,
+    EventRecord,
+    Outcome,
+    WorkflowMeta,
+    reconcile,
+)
+
+T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def run_call(call: ActionCall) -> ActionResult:
+    context = ActionContext(
+        "ns", "wf", "uid-1", call.step, call.visit, call.attempt, call.idempotency_key
+    )
+    return asyncio.run(execute(REGISTRY[call.kind], call, context))
+
+
+class Driver:
+    def __init__(
+        self, spec: dict[str, Any], *, defer: bool = False, meta: WorkflowMeta | None = None
+    ) -> None:
+        self.spec = WorkflowSpec.model_validate(spec)
+        self.meta = meta or WorkflowMeta(name="wf", namespace="ns", uid="uid-1")
+        self.defer = defer
+        self.now = T0
+        self.status: WorkflowStatus | None = None
+        self.in_flight: dict[str, ActionCall] = {}
+        self.calls: list[ActionCall] = []
+        self.events: list[EventRecord] = []
+        self.cancelled: list[str] = []
+        self.consumed: list[ApprovalDecision] = []
+        self.last: Outcome | None = None
+
+    # -- driving -----------------------------------------------------------------------
+
+    def tick(
+        self,
+        *,
+        decisions: tuple[ApprovalDecision, ...] = (),
+        results: tuple[ActionResult, ...] = (),
+    ) -> Outcome:
+        out = self._once(decisions, results)
+        for _ in range(1000):
+            local = [c for c in out.actions if c.local and not self.defer]
+            if not local:
+                break
+            for call in local:
+                self.in_flight.pop(call.step, None)
+            out = self._once((), tuple(run_call(c) for c in local))
+        return out
+
+    def _once(
+        self, decisions: tuple[ApprovalDecision, ...], results: tuple[ActionResult, ...]
+    ) -> Outcome:
+        for result in results:
+            self.in_flight.pop(result.step, None)
+        out = reconcile(
+            self.spec,
+            self.status,
+            self.meta,
+            self.now,
+            decisions=decisions,
+            results=results,
+            in_flight=frozenset(self.in_flight),
+        )
+        self.status = out.status
+        self.last = out
+        self.calls += out.actions
+        self.events += out.events
+        self.cancelled += out.cancel
+        self.consumed += out.consumed
+        for name in out.cancel:
+            self.in_flight.pop(name, None)
+        for call in out.actions:
+            self.in_flight[call.step] = call
+        return out
+
+    def at(self, seconds: float, **kwargs: Any) -> Outcome:
+        """Move the clock to T0 + seconds and reconcile."""
+        self.now = T0 + datetime.timedelta(seconds=seconds)
+        return self.tick(**kwargs)
+
+    def approve(self, step: str, approve: bool = True, **kwargs: Any) -> Outcome:
+        return self.tick(decisions=(ApprovalDecision(step=step, approve=approve, **kwargs),))
+
+    def complete(
+        self,
+        step: str,
+        *,
+        ok: bool = True,
+        output: Any = None,
+        error: StepError | None = None,
+        **kwargs: Any,
+    ) -> Outcome:
+        call = self.in_flight[step]
+        result = ActionResult(
+            step=step,
+            visit=call.visit,
+            attempt=call.attempt,
+            ok=ok,
+            output=output,
+            error=error,
+            **kwargs,
+        )
+        return self.tick(results=(result,))
+
+    def run_to_end(self, limit: int = 10000) -> Outcome:
+        """Jump from deadline to deadline until the workflow finishes or waits on a person."""
+        out = self.tick()
+        for _ in range(limit):
+            if self.finished or out.wake_at is None:
+                return out
+            self.now = max(self.now, out.wake_at)
+            out = self.tick()
+        raise AssertionError("workflow did not settle")
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        assert self.status is not None
+        return str(self.status.phase)
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None and self.status.phase.finished
+
+    def step(self, name: str) -> Any:
+        assert self.status is not None
+        return self.status.steps[name]
+
+    def step_phase(self, name: str) -> StepPhase:
+        return self.step(name).phase  # type: ignore[no-any-return]
+
+    def event_reasons(self) -> list[str]:
+        return [e.reason for e in self.events]
+
+    def calls_for(self, name: str) -> list[ActionCall]:
+        return [c for c in self.calls if c.step == name]
+
+
+def seconds_after_t0(stamp: str | None) -> float:
+    from cerebelum.api.durations import parse_time
+
+    assert stamp is not None
+    return (parse_time(stamp) - T0).total_seconds()
