@@ -80,7 +80,8 @@ class Cluster:
         return json.loads(self.kubectl(*args, "-o", "json", kubeconfig=kubeconfig).stdout)
 
     def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None) -> None:
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        # JSON, not PyYAML: kubectl's YAML 1.1 parser reads keys like `n` or `y` as booleans.
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         ns_args = ("-n", namespace) if namespace else ()
         self.kubectl("apply", *ns_args, "-f", "-", stdin=text)
 

@@ -1,0 +1,120 @@
+"""The few API calls the operator makes, on ``kubernetes_asyncio`` (aiohttp, like Kopf).
+
+Kept in one place so the operator's API traffic is easy to count and to reason about:
+a status write (PUT with resourceVersion, so a stale read can never overwrite newer
+state), an annotation patch, and Events.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from cerebelum.api import GROUP, PLURAL, VERSION
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The object changed since it was read; reconcile again from the newer version."""
+
+
+class Gone(Exception):
+    """The object no longer exists."""
+
+
+async def connect() -> client.ApiClient:
+    """Credentials the way kubectl finds them: in-cluster, else KUBECONFIG/~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+class KubeClient:
+    def __init__(self, api: client.ApiClient, component: str) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._component = component
+
+    async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""
+        meta = body["metadata"]
+        new_body = {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": body.get("spec", {}),
+            "status": status,
+        }
+        try:
+            result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], new_body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(meta["name"]) from None
+            if exc.status == 404:
+                raise Gone(meta["name"]) from None
+            raise
+        return result
+
+    async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
+        patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
+        try:
+            # The client would pick JSON Patch for this dict; _content_type reaches it through
+            # **kwargs, which its type stubs do not declare.
+            await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Best effort: an Event that cannot be posted is logged, never fatal."""
+        meta = body["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self._component},
+            "reportingComponent": self._component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self._core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+        except ApiException as exc:
+            logger.warning(
+                "could not post event %s for %s/%s: HTTP %s",
+                reason,
+                meta["namespace"],
+                meta["name"],
+                exc.status,
+            )

@@ -1,0 +1,56 @@
+"""Kopf registration. Run with ``kopf run -m cerebelum.kube.handlers``.
+
+Only ``on.event`` is used: Kopf supplies the watch stream (with its reconnects, peering and
+liveness endpoint) and the handler just hands each object to the runtime. Change-tracking
+handlers (``on.create``/``on.update``) are not used: they would add finalizers and
+annotations to every Workflow, and a waiting handler would be re-run by Kopf with a touch
+patch every few minutes. Waiting here is a heap entry instead (see ``workqueue``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import kopf
+
+from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.kube.client import KubeClient, connect
+from cerebelum.kube.runtime import Runtime
+from cerebelum.kube.settings import OperatorSettings
+
+
+@kopf.on.startup()
+async def start(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    settings.posting.enabled = False  # the runtime posts its own, meaningful Events
+    settings.watching.server_timeout = 600
+    operator_settings = OperatorSettings.from_env()
+    api = await connect()
+    runtime = Runtime(KubeClient(api, operator_settings.component), operator_settings)
+    runtime.start()
+    memo["api"] = api
+    memo["runtime"] = runtime
+    logger.info("cerebelum operator started with %d workers", operator_settings.workers)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+    api = memo.get("api")
+    if api is not None:
+        await api.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    body = event.get("object")
+    if runtime is not None and isinstance(body, dict):
+        runtime.observe(event.get("type"), cast(dict[str, Any], body))

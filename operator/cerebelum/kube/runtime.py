@@ -1,0 +1,317 @@
+"""The operator's runtime: a cache of Workflows fed by Kopf's watch, a work queue, one
+timer heap, and the reconciliation that runs the engine and carries out its effects.
+
+A reconciliation reads the cached object, runs the pure engine (and, inline, any local
+actions it asks for, feeding their results straight back), then ends in at most one status
+write. Actions that do I/O start only after the write that records their attempt has
+succeeded: a crash can then lose a result but never runs an unrecorded attempt, and the
+engine re-issues a lost attempt with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.api.durations import format_time
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.status import Condition, WorkflowPhase, WorkflowStatus
+from cerebelum.engine import (
+    ActionCall,
+    ActionResult,
+    ApprovalDecision,
+    EventRecord,
+    WorkflowMeta,
+    reconcile,
+)
+from cerebelum.kube import settings as names
+from cerebelum.kube.client import Conflict, Gone, KubeClient
+from cerebelum.kube.settings import OperatorSettings
+from cerebelum.kube.workqueue import Key, WakeScheduler, WorkQueue
+
+logger = logging.getLogger("cerebelum.operator")
+
+_RETRY_AFTER_API_ERROR = datetime.timedelta(seconds=2)
+_RETRY_AFTER_CONFLICT = datetime.timedelta(milliseconds=500)
+_MAX_EVENTS_PER_RECONCILE = 20
+
+
+def _key(body: dict[str, Any]) -> Key:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+def read_decisions(annotations: dict[str, str]) -> tuple[ApprovalDecision, ...]:
+    """Approval decisions from the object's annotations (reject is read first)."""
+    reason = annotations.get(names.REASON) or None
+    decided_by = annotations.get(names.DECIDED_BY) or None
+    data: Any = None
+    raw_data = annotations.get(names.APPROVAL_DATA)
+    if raw_data:
+        try:
+            data = json.loads(raw_data)
+        except json.JSONDecodeError:
+            data = raw_data
+    decisions = []
+    for key, approve in ((names.REJECT, False), (names.APPROVE, True)):
+        step = (annotations.get(key) or "").strip()
+        if step:
+            decisions.append(
+                ApprovalDecision(
+                    step=step,
+                    approve=approve,
+                    reason=reason,
+                    data=data if approve else None,
+                    decided_by=decided_by,
+                )
+            )
+    return tuple(decisions)
+
+
+def _invalid_spec_status(error: ValidationError, now: datetime.datetime) -> WorkflowStatus:
+    problems = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )
+    stamp = format_time(now)
+    message = f"invalid spec: {problems}"
+    return WorkflowStatus(
+        phase=WorkflowPhase.FAILED,
+        message=message,
+        finished_at=stamp,
+        conditions=[
+            Condition(
+                type="Succeeded",
+                status="False",
+                reason="InvalidSpec",
+                message=message,
+                last_transition_time=stamp,
+            )
+        ],
+    )
+
+
+class Runtime:
+    def __init__(self, kube: KubeClient, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.queue = WorkQueue()
+        self.scheduler = WakeScheduler(self.queue)
+        self.bodies: dict[Key, dict[str, Any]] = {}
+        self.results: dict[Key, list[ActionResult]] = {}
+        self.tasks: dict[Key, dict[str, tuple[ActionCall, asyncio.Task[ActionResult]]]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loops.append(asyncio.create_task(self.scheduler.run(), name="cerebelum-scheduler"))
+        for index in range(self.settings.workers):
+            self._loops.append(asyncio.create_task(self._work(), name=f"cerebelum-worker-{index}"))
+
+    async def stop(self) -> None:
+        pending: list[asyncio.Task[Any]] = list(self._loops)
+        pending += [task for steps in self.tasks.values() for _, task in steps.values()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- input from the watch ----------------------------------------------------------
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self.forget(key)
+            return
+        known = self.bodies.get(key)
+        if known and known["metadata"].get("resourceVersion") == body["metadata"].get(
+            "resourceVersion"
+        ):
+            return  # our own write, already applied to the cache
+        self.bodies[key] = body
+        self.queue.add(key)
+
+    def forget(self, key: Key) -> None:
+        self.bodies.pop(key, None)
+        self.results.pop(key, None)
+        self.scheduler.forget(key)
+        for _, task in self.tasks.pop(key, {}).values():
+            task.cancel()
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reconciling %s/%s failed; retrying shortly", *key)
+                self.scheduler.schedule(
+                    key, datetime.datetime.now(datetime.UTC) + _RETRY_AFTER_API_ERROR
+                )
+            finally:
+                self.queue.done(key)
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.bodies.get(key)
+        if body is None:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        meta = body["metadata"]
+        old_wire = body.get("status") or {}
+        try:
+            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            failed = _invalid_spec_status(exc, now)
+            if old_wire.get("phase") != WorkflowPhase.FAILED:
+                await self._write(key, body, failed.to_wire())
+                await self.kube.post_event(body, "Warning", "InvalidSpec", failed.message or "")
+            return
+        status = WorkflowStatus.model_validate(old_wire) if old_wire else None
+        annotations = meta.get("annotations") or {}
+        workflow = WorkflowMeta(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 1)),
+            cancel_requested=names.CANCEL in annotations,
+        )
+        decisions = read_decisions(annotations)
+        results = initial_results = tuple(self.results.pop(key, []))
+        running = self.tasks.get(key, {})
+
+        deferred: list[ActionCall] = []
+        events: list[EventRecord] = []
+        consumed: list[ApprovalDecision] = []
+        cancel: list[str] = []
+        for _ in range(self.settings.max_passes):
+            in_flight = frozenset(running) | {c.step for c in deferred}
+            out = reconcile(
+                spec,
+                status,
+                workflow,
+                now,
+                decisions=decisions,
+                results=results,
+                in_flight=in_flight,
+            )
+            status = out.status
+            decisions = ()
+            events += out.events
+            consumed += out.consumed
+            cancel += out.cancel
+            deferred = [c for c in deferred if c.step not in out.cancel]
+            local = [c for c in out.actions if c.local]
+            deferred += [c for c in out.actions if not c.local]
+            if not local:
+                break
+            results = tuple(await asyncio.gather(*(self._execute(body, c) for c in local)))
+            now = datetime.datetime.now(datetime.UTC)
+        else:
+            self.queue.add(key)  # a long chain of local steps: go on in the next round
+
+        final = out.status
+        for step in cancel:
+            entry = running.get(step)
+            if entry is not None:
+                entry[1].cancel()
+        new_wire = final.to_wire()
+        if new_wire != old_wire:
+            try:
+                await self._write(key, body, new_wire)
+            except Gone:
+                self.forget(key)
+                return
+            except Exception as exc:
+                # Nothing of this pass is recorded. Results of background attempts are kept
+                # for the next pass; local actions simply run again; attempts whose start
+                # was not recorded must not start.
+                self.results.setdefault(key, [])[:0] = initial_results
+                conflict = isinstance(exc, Conflict)
+                if not conflict:
+                    logger.warning("status write for %s/%s failed: %s", *key, type(exc).__name__)
+                retry = _RETRY_AFTER_CONFLICT if conflict else _RETRY_AFTER_API_ERROR
+                self.scheduler.schedule(key, now + retry)
+                for call in deferred:
+                    if call.resumed:
+                        self._start(key, body, call)
+                return
+            if final.phase != WorkflowPhase(old_wire.get("phase", "Pending")):
+                logger.info("workflow %s/%s is %s: %s", *key, final.phase, final.message)
+        if consumed:
+            await self._remove_decision_annotations(body, annotations)
+        for call in deferred:
+            self._start(key, body, call)
+        await asyncio.gather(
+            *(
+                self.kube.post_event(body, e.type, e.reason, e.message)
+                for e in events[:_MAX_EVENTS_PER_RECONCILE]
+            )
+        )
+        self.scheduler.schedule(key, out.wake_at)
+
+    async def _write(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+        written = await self.kube.replace_status(body, status)
+        self.bodies[key] = written
+
+    async def _remove_decision_annotations(
+        self, body: dict[str, Any], annotations: dict[str, str]
+    ) -> None:
+        keys = [
+            k
+            for k in (
+                names.APPROVE,
+                names.REJECT,
+                names.REASON,
+                names.APPROVAL_DATA,
+                names.DECIDED_BY,
+            )
+            if k in annotations
+        ]
+        if keys:
+            meta = body["metadata"]
+            await self.kube.remove_annotations(meta["namespace"], meta["name"], keys)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def _context(self, body: dict[str, Any], call: ActionCall) -> ActionContext:
+        meta = body["metadata"]
+        return ActionContext(
+            namespace=meta["namespace"],
+            workflow=meta["name"],
+            workflow_uid=meta["uid"],
+            step=call.step,
+            visit=call.visit,
+            attempt=call.attempt,
+            idempotency_key=call.idempotency_key,
+        )
+
+    async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:
+        return await execute(REGISTRY[call.kind], call, self._context(body, call))
+
+    def _start(self, key: Key, body: dict[str, Any], call: ActionCall) -> None:
+        steps = self.tasks.setdefault(key, {})
+        if call.step in steps:
+            return
+        task = asyncio.create_task(
+            self._execute(body, call), name=f"action-{key[0]}-{key[1]}-{call.step}"
+        )
+        steps[call.step] = (call, task)
+
+        def finished(done: asyncio.Task[ActionResult]) -> None:
+            if steps.get(call.step, (None, None))[1] is done:
+                del steps[call.step]
+            if done.cancelled():
+                return
+            self.results.setdefault(key, []).append(done.result())
+            self.queue.add(key)
+
+        task.add_done_callback(finished)

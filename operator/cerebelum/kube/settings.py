@@ -1,0 +1,31 @@
+"""Operator settings, read once from the environment (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ANNOTATION_PREFIX = "cerebelum.io/"
+APPROVE = ANNOTATION_PREFIX + "approve"
+REJECT = ANNOTATION_PREFIX + "reject"
+REASON = ANNOTATION_PREFIX + "reason"
+APPROVAL_DATA = ANNOTATION_PREFIX + "approval-data"
+CANCEL = ANNOTATION_PREFIX + "cancel"
+DECIDED_BY = ANNOTATION_PREFIX + "decided-by"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    #: Reconciliations running at once (across workflows; one at a time per workflow).
+    workers: int = 8
+    #: Engine passes per reconciliation when local actions chain (bounds one write's work).
+    max_passes: int = 200
+    #: Reporting component name on Events.
+    component: str = "cerebelum-operator"
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        return cls(
+            workers=int(os.environ.get("CEREBELUM_WORKERS", cls.workers)),
+            max_passes=int(os.environ.get("CEREBELUM_MAX_PASSES", cls.max_passes)),
+        )

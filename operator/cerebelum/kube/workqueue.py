@@ -1,0 +1,92 @@
+"""A work queue that runs each workflow one reconciliation at a time, and one timer heap.
+
+Waking a workflow at its deadline costs a heap entry, not a task or an API call: a single
+scheduler task sleeps until the earliest deadline of all workflows. This is what lets ten
+thousand waiting workflows cost almost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import heapq
+import itertools
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+class WorkQueue:
+    """Keys to reconcile. A key queued twice runs once; a key that changes while it is
+    being processed runs again afterwards, never concurrently with itself."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._dirty: set[Key] = set()
+        self._processing: set[Key] = set()
+
+    def add(self, key: Key) -> None:
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._queue.put_nowait(key)
+
+    async def get(self) -> Key:
+        key = await self._queue.get()
+        self._dirty.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: Key) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._queue.put_nowait(key)
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+
+class WakeScheduler:
+    """Puts a key on the queue when its deadline arrives. Only the latest deadline per key
+    counts; superseded heap entries are skipped when they surface."""
+
+    def __init__(self, queue: WorkQueue) -> None:
+        self._queue = queue
+        self._heap: list[tuple[datetime.datetime, int, Key]] = []
+        self._wanted: dict[Key, datetime.datetime] = {}
+        self._counter = itertools.count()
+        self._changed = asyncio.Event()
+
+    def schedule(self, key: Key, at: datetime.datetime | None) -> None:
+        if at is None:
+            self._wanted.pop(key, None)
+            return
+        if self._wanted.get(key) == at:
+            return
+        self._wanted[key] = at
+        heapq.heappush(self._heap, (at, next(self._counter), key))
+        if len(self._heap) > 4 * len(self._wanted) + 64:  # drop superseded entries
+            self._heap = [(t, n, k) for t, n, k in self._heap if self._wanted.get(k) == t]
+            heapq.heapify(self._heap)
+        self._changed.set()
+
+    def forget(self, key: Key) -> None:
+        self._wanted.pop(key, None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._wanted)
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            now = datetime.datetime.now(datetime.UTC)
+            while self._heap and self._heap[0][0] <= now:
+                at, _, key = heapq.heappop(self._heap)
+                if self._wanted.get(key) == at:
+                    del self._wanted[key]
+                    self._queue.add(key)
+            timeout = (self._heap[0][0] - now).total_seconds() if self._heap else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)

@@ -1,0 +1,85 @@
+"""Run the real operator (``kopf run``) as a child process, watching one namespace.
+
+Each test gets its own operator, so a test may kill and restart it without touching
+others. Logs go to a file the test can read (and grep for secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness.cluster import Cluster
+
+
+@dataclass
+class OperatorProcess:
+    cluster: Cluster
+    namespace: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), **self.env}
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"--- operator start #{self.starts}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                f"--namespace={self.namespace}",
+                "-m",
+                "cerebelum.kube.handlers",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self._wait_started()
+
+    def _wait_started(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        marker = "cerebelum operator started"
+        while time.monotonic() < deadline:
+            if self.logs().count(marker) >= self.starts:
+                return
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"operator did not start within {timeout}s:\n{self.logs()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up code runs, as in a crash or an evicted pod."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
