@@ -264,14 +264,19 @@ def test_poll_condition_error_fails_the_step_naming_the_field() -> None:
 def test_approval_waits_and_approve_moves_on_with_the_payload() -> None:
     d = Driver(
         {
+            "inputs": {"v": "1.2"},
             "steps": [
-                {"name": "go_live", "approval": {"timeout": "1h", "message": "ship it?"}},
+                {
+                    "name": "go_live",
+                    "approval": {"timeout": "1h", "message": "ship ${{ inputs.v }}?"},
+                },
                 noop("after"),
-            ]
+            ],
         }
     )
     d.tick()
     assert d.phase == "WaitingForApproval"
+    assert d.step("go_live").approval.message == "ship 1.2?"
     approval = d.step("go_live").approval
     assert (
         seconds_after_t0(approval.requested_at) == 0 and seconds_after_t0(approval.deadline) == 3600

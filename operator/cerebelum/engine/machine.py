@@ -425,14 +425,20 @@ class _Run:
             return
         s = self._s(step.name)
         deadline = self.now + parse_duration(gate.timeout) if gate.timeout else None
+        message = gate.message
+        if message:
+            try:
+                field = f"{self._field(step.name)}.approval.message"
+                message = str(interpolate(message, self._activation(step.name), field=field))
+            except ExpressionError as exc:
+                self._fail_step(step, StepError(error_class="ExpressionError", message=str(exc)))
+                return
         s.approval = ApprovalStatus(
             requested_at=self.stamp,
             deadline=format_time(deadline) if deadline else None,
-            message=gate.message,
+            message=message,
         )
-        self._step_phase(
-            step.name, StepPhase.WAITING_FOR_APPROVAL, "ApprovalRequested", gate.message
-        )
+        self._step_phase(step.name, StepPhase.WAITING_FOR_APPROVAL, "ApprovalRequested", message)
         self._event(
             "Normal",
             "ApprovalRequested",
