@@ -96,6 +96,18 @@ def _invalid_spec_status(error: ValidationError, now: datetime.datetime) -> Work
     )
 
 
+def merge_events(events: list[EventRecord]) -> list[EventRecord]:
+    """One Event per (type, reason) per reconciliation: a chain of five steps finishing in
+    one pass is one "StepSucceeded" Event naming all five, not five API writes."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for event in events:
+        grouped.setdefault((event.type, event.reason), []).append(event.message)
+    return [
+        EventRecord(type_, reason, "; ".join(messages))
+        for (type_, reason), messages in list(grouped.items())[:_MAX_EVENTS_PER_RECONCILE]
+    ]
+
+
 class Runtime:
     def __init__(self, kube: KubeClient, settings: OperatorSettings) -> None:
         self.kube = kube
@@ -251,10 +263,7 @@ class Runtime:
         for call in deferred:
             self._start(key, body, call)
         await asyncio.gather(
-            *(
-                self.kube.post_event(body, e.type, e.reason, e.message)
-                for e in events[:_MAX_EVENTS_PER_RECONCILE]
-            )
+            *(self.kube.post_event(body, e.type, e.reason, e.message) for e in merge_events(events))
         )
         self.scheduler.schedule(key, out.wake_at)
 
