@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from cerebelum.api.durations import parse_time
 from tests.harness import Cluster
 from tests.harness.operator import OperatorProcess
@@ -69,6 +72,13 @@ def test_kubectl_wait_for_condition_succeeded_returns(
     )
     table = cluster.kubectl("-n", namespace, "get", "workflows").stdout
     assert "Succeeded" in table and "2/2" in table
+    # status.phase is a selectable field: the API server filters on it.
+    cluster.apply(workflow("later", [{"name": "nap", "sleep": {"duration": "1h"}}]), namespace)
+    wait_for_phase(cluster, namespace, "later", "Sleeping")
+    selected = cluster.kubectl(
+        "-n", namespace, "get", "cwf", "--field-selector", "status.phase=Succeeded", "-o", "name"
+    ).stdout.split()
+    assert selected == ["workflow.cerebelum.io/quick"]
 
 
 def test_failure_is_visible_to_kubectl_wait_and_events(
@@ -270,3 +280,70 @@ def test_operator_restart_loses_no_sleeping_workflow(
         done = wait_for_phase(cluster, namespace, n, "Succeeded", timeout=30)
         nap = done["status"]["steps"]["nap"]
         assert parse_time(nap["finishedAt"]) >= parse_time(nap["sleepUntil"]), f"{n} woke early"
+
+
+def test_actions_run_as_tasks_after_their_attempt_is_recorded(
+    cluster: Cluster, namespace: str, tmp_path: Path, crds: None
+) -> None:
+    """The path every action with I/O takes: status records the attempt, then it runs,
+    so a watcher sees the step Running before it sees it Succeeded."""
+    operator = OperatorProcess(
+        cluster,
+        namespace,
+        tmp_path / "operator.log",
+        env={"CEREBELUM_INLINE_LOCAL_ACTIONS": "false"},
+    )
+    operator.start()
+    watch = subprocess.Popen(
+        [
+            str(cluster.kubectl_bin),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-n",
+            namespace,
+            "get",
+            "workflows",
+            "--watch",
+            "-o",
+            'jsonpath={.status.steps.a.phase}{"\\n"}',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        cluster.apply(
+            workflow(
+                "tasks",
+                [
+                    {"name": "a", "noop": {"with": {"v": 1}}},
+                    {
+                        "name": "b",
+                        "fail": {"times": 1},
+                        "retry": {"limit": 2, "backoff": {"delay": "100ms"}},
+                    },
+                    {
+                        "name": "c",
+                        "noop": {"with": {"n": "${{ step.attempt }}"}},
+                        "poll": {"until": "output.n >= 2", "interval": "100ms", "maxAttempts": 5},
+                    },
+                    {
+                        "name": "d",
+                        "noop": {"with": {"sum": "${{ steps.a.output.v + steps.c.output.n }}"}},
+                    },
+                ],
+            ),
+            namespace,
+        )
+        done = wait_for_phase(cluster, namespace, "tasks", "Succeeded")
+        steps = done["status"]["steps"]
+        assert (steps["b"]["attempts"], steps["c"]["attempts"], steps["d"]["output"]) == (
+            2,
+            2,
+            {"sum": 3},
+        )
+    finally:
+        operator.stop()
+        watch.terminate()
+    seen = [line.strip() for line in watch.communicate(timeout=10)[0].splitlines() if line.strip()]
+    assert "Running" in seen and seen.index("Running") < seen.index("Succeeded"), seen

@@ -221,8 +221,9 @@ class Runtime:
             consumed += out.consumed
             cancel += out.cancel
             deferred = [c for c in deferred if c.step not in out.cancel]
-            local = [c for c in out.actions if c.local]
-            deferred += [c for c in out.actions if not c.local]
+            inline = self.settings.inline_local_actions
+            local = [c for c in out.actions if c.local and inline]
+            deferred += [c for c in out.actions if not (c.local and inline)]
             if not local:
                 break
             results = tuple(await asyncio.gather(*(self._execute(body, c) for c in local)))

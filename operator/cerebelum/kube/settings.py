@@ -20,6 +20,9 @@ class OperatorSettings:
     workers: int = 8
     #: Engine passes per reconciliation when local actions chain (bounds one write's work).
     max_passes: int = 200
+    #: Run local actions (noop, fail) inside the reconciliation. Off, they take the same
+    #: path as actions with I/O: recorded in status first, then run as a task.
+    inline_local_actions: bool = True
     #: Reporting component name on Events.
     component: str = "cerebelum-operator"
 
@@ -28,4 +31,6 @@ class OperatorSettings:
         return cls(
             workers=int(os.environ.get("CEREBELUM_WORKERS", cls.workers)),
             max_passes=int(os.environ.get("CEREBELUM_MAX_PASSES", cls.max_passes)),
+            inline_local_actions=os.environ.get("CEREBELUM_INLINE_LOCAL_ACTIONS", "true").lower()
+            not in ("0", "false", "no"),
         )
