@@ -16,7 +16,6 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from pathlib import Path
 from kubernetes_asyncio import client, config
 
 from cerebelum.devcluster import LocalControlPlane, ensure_binaries
+from cerebelum.kube.command import operator_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "cerebelum.io", "v1alpha1", "workflows"
@@ -162,16 +162,7 @@ async def run(args: argparse.Namespace, cp: LocalControlPlane, kubectl: Path) ->
         log = Path(tempfile.mkdtemp(prefix="cerebelum-bench-")) / "operator.log"
         with log.open("wb") as out:
             operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kopf",
-                    "run",
-                    "--standalone",
-                    "--all-namespaces",
-                    "-m",
-                    "cerebelum.kube.handlers",
-                ],
+                operator_argv(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "KUBECONFIG": str(cp.kubeconfig)},

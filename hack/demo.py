@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cerebelum.kube.command import operator_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "demo-release"
@@ -66,16 +67,7 @@ def main() -> int:
     print(f"starting the operator (log: {log}) ...", flush=True)
     with log.open("wb") as out:
         operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                "--all-namespaces",
-                "-m",
-                "cerebelum.kube.handlers",
-            ],
+            operator_argv(),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),

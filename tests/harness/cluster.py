@@ -76,6 +76,11 @@ class Cluster:
             self.kubectl_bin, args, stdin=stdin, check=check, kubeconfig=kubeconfig, timeout=timeout
         )
 
+    def kubectl_watch(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``kubectl ARGS --watch``; its stdout yields one line per change."""
+        argv = [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args, "--watch"]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
     def kubectl_json(self, *args: str, kubeconfig: Path | None = None) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json", kubeconfig=kubeconfig).stdout)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cerebelum.kube.command import operator_argv
 from tests.harness.cluster import Cluster
 
 
@@ -34,16 +34,7 @@ class OperatorProcess:
         log.write(f"--- operator start #{self.starts}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                f"--namespace={self.namespace}",
-                "-m",
-                "cerebelum.kube.handlers",
-            ],
+            operator_argv(self.namespace),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
 import threading
 
 import pytest
@@ -69,23 +68,8 @@ def test_crd_status_subresource_and_watch(cluster: Cluster, namespace: str) -> N
         namespace,
     )
 
-    watch = subprocess.Popen(
-        [
-            str(cluster.kubectl_bin),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "-n",
-            namespace,
-            "get",
-            "widget",
-            "w1",
-            "--watch",
-            "-o",
-            'jsonpath={.status.value}{"\\n"}',
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    watch = cluster.kubectl_watch(
+        "-n", namespace, "get", "widget", "w1", "-o", 'jsonpath={.status.value}{"\\n"}'
     )
     seen: queue.Queue[str] = queue.Queue()
 

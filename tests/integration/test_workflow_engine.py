@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from cerebelum.api.durations import parse_time
@@ -294,22 +293,8 @@ def test_actions_run_as_tasks_after_their_attempt_is_recorded(
         env={"CEREBELUM_INLINE_LOCAL_ACTIONS": "false"},
     )
     operator.start()
-    watch = subprocess.Popen(
-        [
-            str(cluster.kubectl_bin),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "-n",
-            namespace,
-            "get",
-            "workflows",
-            "--watch",
-            "-o",
-            'jsonpath={.status.steps.a.phase}{"\\n"}',
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    watch = cluster.kubectl_watch(
+        "-n", namespace, "get", "workflows", "-o", 'jsonpath={.status.steps.a.phase}{"\\n"}'
     )
     try:
         cluster.apply(
