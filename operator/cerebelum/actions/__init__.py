@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from cerebelum.actions import local
 from cerebelum.actions.base import Action, ActionContext, ActionError, execute
+from cerebelum.actions.http import http
+from cerebelum.actions.tcp import tcp
 
 REGISTRY: dict[str, Action] = {
     "noop": local.noop,
     "fail": local.fail,
+    "http": http,
+    "tcp": tcp,
 }
 
 __all__ = ["REGISTRY", "Action", "ActionContext", "ActionError", "execute"]

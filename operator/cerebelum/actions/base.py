@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cerebelum.api.status import StepError
 from cerebelum.engine.types import ActionCall, ActionResult
+
+if TYPE_CHECKING:
+    from cerebelum.actions.secrets import SecretSource
+
+
+def _no_secrets() -> SecretSource:
+    from cerebelum.actions.secrets import NoSecrets
+
+    return NoSecrets()
 
 
 class ActionError(Exception):
@@ -47,6 +56,10 @@ class ActionContext:
     visit: int
     attempt: int
     idempotency_key: str
+    #: Where actions read Secrets; its revealed values are scrubbed from results.
+    secrets: SecretSource = field(default_factory=lambda: _no_secrets())
+    #: Endpoint of the DigitalOcean API (or a compatible one).
+    digitalocean_endpoint: str = "https://api.digitalocean.com"
 
 
 class Action(Protocol):
@@ -54,6 +67,20 @@ class Action(Protocol):
 
 
 async def execute(action: Action, call: ActionCall, context: ActionContext) -> ActionResult:
+    """Run one attempt and return its result with every revealed secret scrubbed out."""
+    from cerebelum.actions.secrets import scrub
+
+    result = await _attempt(action, call, context)
+    secrets = context.secrets.revealed
+    if not secrets:
+        return result
+    error = result.error
+    if error is not None:
+        error = error.model_copy(update={"message": scrub(error.message, secrets)})
+    return replace(result, output=scrub(result.output, secrets), error=error)
+
+
+async def _attempt(action: Action, call: ActionCall, context: ActionContext) -> ActionResult:
     """Run one attempt with its timeout and turn every outcome into an ``ActionResult``.
 
     Unexpected exceptions become a non-retryable ``InternalError`` naming only the exception

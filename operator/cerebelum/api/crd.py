@@ -45,6 +45,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         if node.get("description") and target.get("description"):
             merged["description"] = f"{node['description']}\n\n{target['description']}"
         return _structural(merged, defs)
+    if "anyOf" in node and node.get("x-kubernetes-int-or-string"):
+        node.pop("anyOf")  # the marker alone says "integer or string"
     if "anyOf" in node:
         options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
         if len(options) != 1:

@@ -20,7 +20,7 @@ StepName = Annotated[str, Field(pattern=STEP_NAME_PATTERN, min_length=1, max_len
 Expression = Annotated[str, Field(min_length=1, max_length=1024)]
 
 #: Action kinds a step may carry; at most one per step.
-ACTION_KINDS = ("noop", "fail")
+ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean")
 
 
 def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
@@ -61,6 +61,104 @@ class FailAction(ApiModel):
         default=None,
         ge=0,
         description="Fail only the first N attempts of a visit, then succeed. Unset: always fail.",
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the Workflow's namespace. Its value is read when the action
+    runs and never written to status, Events or logs."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
+
+
+class SecretHeader(ApiModel):
+    """A request header whose value comes from a Secret."""
+
+    name: str = Field(min_length=1, max_length=256, description="Header name, e.g. Authorization.")
+    secret_key_ref: SecretKeyRef = Field(description="Where the value is.")
+    prefix: str | None = Field(
+        default=None, max_length=64, description='Put before the value, e.g. "Bearer ".'
+    )
+
+
+class HttpMethod(StrEnum):
+    GET = "GET"
+    HEAD = "HEAD"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+class HttpAction(ApiModel):
+    """Action: an HTTP request. Output: {status, headers, body} (JSON parsed when the reply is
+    JSON; large bodies are cut to 16 KiB with truncated: true). Transport errors, timeouts, 429
+    and 5xx are retryable (Retry-After is honoured); other unexpected statuses are not, unless
+    listed in retryableStatus. POST/PUT/PATCH send an Idempotency-Key header."""
+
+    url: str = Field(min_length=1, max_length=4096, description="The URL; may use ${{ }}.")
+    method: HttpMethod | None = Field(default=None, description="HTTP method (default GET).")
+    headers: dict[str, str] | None = Field(default=None, description="Request headers.")
+    headers_from: list[SecretHeader] | None = Field(
+        default=None, max_length=16, description="Headers whose values come from Secrets."
+    )
+    body: Any | None = Field(
+        default=None,
+        description="JSON request body; strings may use ${{ }}.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    body_text: str | None = Field(
+        default=None, max_length=65536, description="Raw text request body."
+    )
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        default=None, max_length=32, description="Statuses that mean success (default: any 2xx)."
+    )
+    retryable_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="Extra statuses to treat as retryable (429 and 5xx always are).",
+    )
+
+
+class TcpAction(ApiModel):
+    """Action: check that a TCP port accepts connections (e.g. that SSH answers). Output:
+    {reachable: true, latencyMs}. A refused or timed-out connection is a retryable error."""
+
+    host: str = Field(min_length=1, max_length=253, description="Host name or IP; may use ${{ }}.")
+    port: int | str = Field(
+        description="Port number (or an expression giving one).",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+    connect_timeout: Duration | None = Field(
+        default=None, description="Limit for the connection (default 5s)."
+    )
+
+
+class DigitalOceanAction(ApiModel):
+    """Action: a DigitalOcean API call through the official pydo client. droplets.create is
+    exactly-once: the droplet is tagged with a key derived from the workflow and step, and an
+    existing droplet with that tag is returned instead of creating a second one. 429 and 5xx
+    are retryable with the Retry-After the API sends."""
+
+    token_secret_ref: SecretKeyRef = Field(description="Secret key holding the API token.")
+    call: str = Field(
+        description="The operation, e.g. droplets.create, droplets.get, droplets.list, droplets.delete, "
+        "droplet_actions.post, actions.get.",
+        max_length=64,
+    )
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Path and query parameters, e.g. {droplet_id: ...} or {tag_name: ...}.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    body: dict[str, Any] | None = Field(
+        default=None,
+        description="Request body (for create and post calls).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    endpoint: str | None = Field(
+        default=None, max_length=1024, description="API endpoint (default: the operator's setting)."
     )
 
 
@@ -318,6 +416,11 @@ class Step(
     )
     fail: FailAction | None = Field(
         default=None, description="Action: fail with a chosen error (testing)."
+    )
+    http: HttpAction | None = Field(default=None, description="Action: an HTTP request.")
+    tcp: TcpAction | None = Field(default=None, description="Action: a TCP reachability check.")
+    digitalocean: DigitalOceanAction | None = Field(
+        default=None, description="Action: a DigitalOcean API call."
     )
     sleep: SleepSpec | None = Field(default=None, description="Wait before the rest of the step.")
     approval: ApprovalSpec | None = Field(default=None, description="Wait for a human decision.")

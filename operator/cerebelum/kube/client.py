@@ -42,6 +42,11 @@ class KubeClient:
         self._core = client.CoreV1Api(api)
         self._component = component
 
+    @property
+    def core(self) -> client.CoreV1Api:
+        """For reading Secrets on behalf of actions."""
+        return self._core
+
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""
         meta = body["metadata"]

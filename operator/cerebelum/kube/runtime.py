@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.actions.secrets import KubeSecretSource
 from cerebelum.api.durations import format_time
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import Condition, WorkflowPhase, WorkflowStatus
@@ -302,6 +303,8 @@ class Runtime:
             visit=call.visit,
             attempt=call.attempt,
             idempotency_key=call.idempotency_key,
+            secrets=KubeSecretSource(self.kube.core, meta["namespace"]),
+            digitalocean_endpoint=self.settings.digitalocean_endpoint,
         )
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:

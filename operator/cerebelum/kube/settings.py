@@ -23,6 +23,8 @@ class OperatorSettings:
     #: Run local actions (noop, fail) inside the reconciliation. Off, they take the same
     #: path as actions with I/O: recorded in status first, then run as a task.
     inline_local_actions: bool = True
+    #: Default endpoint of digitalocean actions (tests point it at a local fake).
+    digitalocean_endpoint: str = "https://api.digitalocean.com"
     #: Reporting component name on Events.
     component: str = "cerebelum-operator"
 
@@ -31,6 +33,9 @@ class OperatorSettings:
         return cls(
             workers=int(os.environ.get("CEREBELUM_WORKERS", cls.workers)),
             max_passes=int(os.environ.get("CEREBELUM_MAX_PASSES", cls.max_passes)),
+            digitalocean_endpoint=os.environ.get(
+                "CEREBELUM_DIGITALOCEAN_ENDPOINT", cls.digitalocean_endpoint
+            ),
             inline_local_actions=os.environ.get("CEREBELUM_INLINE_LOCAL_ACTIONS", "true").lower()
             not in ("0", "false", "no"),
         )

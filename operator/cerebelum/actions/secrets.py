@@ -1,0 +1,91 @@
+"""Secrets for actions, read on demand and never written anywhere.
+
+Actions read a Secret's key through a ``SecretSource``. The source remembers every value it
+revealed, and ``execute`` scrubs those values from the action's output and error message
+before anything reaches status, Events or logs. An action echoing its token back (an
+HTTP server reflecting a header, an error quoting a request) cannot leak it.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Protocol
+
+from cerebelum.actions.base import ActionError
+
+REDACTED = "***"
+
+
+class SecretSource(Protocol):
+    async def read(self, name: str, key: str) -> str: ...
+
+    @property
+    def revealed(self) -> frozenset[str]: ...
+
+
+class KubeSecretSource:
+    """Reads Secrets in one namespace with a ``kubernetes_asyncio`` CoreV1Api."""
+
+    def __init__(self, core_api: Any, namespace: str) -> None:
+        self._core = core_api
+        self._namespace = namespace
+        self._revealed: set[str] = set()
+
+    @property
+    def revealed(self) -> frozenset[str]:
+        return frozenset(self._revealed)
+
+    async def read(self, name: str, key: str) -> str:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        where = f"secret {name!r} (key {key!r}) in namespace {self._namespace!r}"
+        try:
+            secret = await self._core.read_namespaced_secret(name, self._namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ActionError(
+                    "SecretNotFound", f"{where} does not exist", retryable=True
+                ) from None
+            if exc.status == 403:
+                raise ActionError(
+                    "SecretForbidden", f"the operator may not read {where}", retryable=False
+                ) from None
+            raise ActionError(
+                "SecretUnavailable", f"reading {where} failed: HTTP {exc.status}", retryable=True
+            ) from None
+        data = secret.data or {}
+        if key not in data:
+            keys = ", ".join(sorted(data)) or "none"
+            raise ActionError(
+                "SecretKeyNotFound", f"{where}: no such key (keys: {keys})", retryable=False
+            )
+        value = base64.b64decode(data[key]).decode("utf-8").strip()
+        if value:
+            self._revealed.add(value)
+        return value
+
+
+class NoSecrets:
+    """For contexts where no Secret may be read (unit tests of local actions)."""
+
+    revealed: frozenset[str] = frozenset()
+
+    async def read(self, name: str, key: str) -> str:
+        raise ActionError(
+            "SecretUnavailable", f"no secret source to read {name!r}", retryable=False
+        )
+
+
+def scrub(value: Any, secrets: frozenset[str]) -> Any:
+    """``value`` with every occurrence of a secret replaced by ***, recursively."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secrets) for v in value]
+    return value

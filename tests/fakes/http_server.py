@@ -1,0 +1,91 @@
+"""A real HTTP server on 127.0.0.1 with scriptable behaviour, for the http action's tests.
+
+Paths: /ok (200 JSON), /status/CODE (that status), /flaky/KEY/N (503 with Retry-After: 0 for
+the first N requests of KEY, then 200), /slow/SECONDS, /echo (the request's headers and body
+back as JSON). Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeHttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.record(self.command, self.path, dict(self.headers), body)
+        parts = [p for p in self.path.split("?")[0].split("/") if p]
+        if parts == ["ok"]:
+            self._reply(200, {"healthy": True, "version": "1.4.2"})
+        elif parts[:1] == ["status"]:
+            self._reply(int(parts[1]), {"error": f"status {parts[1]}"})
+        elif parts[:1] == ["flaky"]:
+            key, failures = parts[1], int(parts[2])
+            if self.server.count(key) <= failures:
+                self._reply(503, {"error": "busy"}, {"Retry-After": "0"})
+            else:
+                self._reply(200, {"calls": self.server.count(key)})
+        elif parts[:1] == ["slow"]:
+            time.sleep(float(parts[1]))
+            self._reply(200, {"slow": True})
+        elif parts == ["echo"]:
+            self._reply(200, {"method": self.command, "headers": dict(self.headers), "body": body})
+        else:
+            self._reply(404, {"error": "not found"})
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+class FakeHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[dict[str, Any]] = []
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def record(self, method: str, path: str, headers: dict[str, str], body: str) -> None:
+        with self._lock:
+            self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
+            parts = [p for p in path.split("/") if p]
+            if parts[:1] == ["flaky"]:
+                self._counts[parts[1]] += 1
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self._counts[key]
+
+    def __enter__(self) -> FakeHttpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
