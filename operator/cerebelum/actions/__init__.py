@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cerebelum.actions import local
 from cerebelum.actions.base import Action, ActionContext, ActionError, execute
+from cerebelum.actions.digitalocean import digitalocean
 from cerebelum.actions.http import http
 from cerebelum.actions.tcp import tcp
 
@@ -12,6 +13,7 @@ REGISTRY: dict[str, Action] = {
     "fail": local.fail,
     "http": http,
     "tcp": tcp,
+    "digitalocean": digitalocean,
 }
 
 __all__ = ["REGISTRY", "Action", "ActionContext", "ActionError", "execute"]
