@@ -1,8 +1,11 @@
 """A real HTTP server on 127.0.0.1 with scriptable behaviour, for the http action's tests.
 
 Paths: /ok (200 JSON), /status/CODE (that status), /flaky/KEY/N (503 with Retry-After: 0 for
-the first N requests of KEY, then 200), /slow/SECONDS, /echo (the request's headers and body
-back as JSON). Every request is recorded.
+the first N requests of KEY, then 200), /progress/KEY/N ({"state": "pending"} until the Nth
+request of KEY, then {"state": "done"}: a build, a database, a certificate coming ready),
+/slow/SECONDS, /echo (the request's headers and body back as JSON). Every request is recorded.
+
+Run standalone: python -m tests.fakes.http_server --port 8080
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(503, {"error": "busy"}, {"Retry-After": "0"})
             else:
                 self._reply(200, {"calls": self.server.count(key)})
+        elif parts[:1] == ["progress"]:
+            calls = self.server.count(parts[1])
+            self._reply(
+                200, {"state": "done" if calls >= int(parts[2]) else "pending", "calls": calls}
+            )
         elif parts[:1] == ["slow"]:
             time.sleep(float(parts[1]))
             self._reply(200, {"slow": True})
@@ -60,8 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.requests: list[dict[str, Any]] = []
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -75,7 +83,7 @@ class FakeHttpServer(ThreadingHTTPServer):
         with self._lock:
             self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
             parts = [p for p in path.split("/") if p]
-            if parts[:1] == ["flaky"]:
+            if parts[:1] in (["flaky"], ["progress"]):
                 self._counts[parts[1]] += 1
 
     def count(self, key: str) -> int:
@@ -89,3 +97,19 @@ class FakeHttpServer(ThreadingHTTPServer):
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--port", type=int, default=8080)
+    with FakeHttpServer(parser.parse_args().port) as server:
+        print(f"fake HTTP server at {server.url}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cerebelum.actions.digitalocean import idempotency_tag
 from cerebelum.api.durations import parse_time
 from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import get, wait_for_phase, workflow
@@ -219,3 +222,29 @@ def test_the_token_appears_nowhere(
     )
     assert "NotFound" in everything and "returned 404" in everything
     assert TOKEN not in everything
+
+
+def test_the_droplet_example_runs_to_succeeded(
+    cluster: Cluster, namespace: str, do_operator: OperatorProcess, fake_do: FakeDigitalOcean
+) -> None:
+    manifest = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "examples/digitalocean-droplet.yaml").read_text()
+    )
+    with FakeHttpServer() as web, socket.socket() as ssh:
+        ssh.bind(("127.0.0.1", 0))
+        ssh.listen(8)
+        manifest["spec"]["inputs"].update(
+            sshPort=ssh.getsockname()[1], configureUrl=f"{web.url}/echo"
+        )
+        cluster.apply(manifest, namespace)
+        done = wait_for_phase(cluster, namespace, "deploy-web", ("Succeeded", "Failed"), timeout=60)
+        configured = [r for r in web.requests if r["path"] == "/echo"]
+    steps = done["status"]["steps"]
+    assert done["status"]["phase"] == "Succeeded", done["status"]["message"]
+    assert steps["wait_for_droplet_ready"]["attempts"] >= 2, "the poll waited for the droplet"
+    assert steps["wait_for_droplet_ready"]["output"]["droplet"]["status"] == "active"
+    assert steps["verify_ssh"]["output"]["host"] == "127.0.0.1", "the droplet's IP is an output"
+    assert len(configured) == 1
+    droplet_id = steps["create_droplet"]["output"]["droplet"]["id"]
+    assert f'"droplet": {droplet_id}' in configured[0]["body"]
+    assert fake_do.droplet_count == 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
@@ -295,3 +297,28 @@ def test_tcp_connect_timeout(cluster: Cluster, namespace: str, operator: Operato
     assert done["status"]["phase"] == "Failed" and error.get("errorClass") == "Timeout", done[
         "status"
     ]
+
+
+# -- the reference document's other cases ----------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+POLL_EXAMPLES = {
+    "ci-build-poll.yaml": ("ciUrl", "poll_build_status", 3),
+    "database-ready-poll.yaml": ("dbApi", "poll_db_ready", 2),
+    "certificate-poll.yaml": ("caApi", "poll_cert_issued", 2),
+    "health-check.yaml": ("serviceUrl", "poll_health", 1),
+}
+
+
+@pytest.mark.parametrize("example", sorted(POLL_EXAMPLES))
+def test_poll_example_runs_against_a_local_server(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, web: FakeHttpServer, example: str
+) -> None:
+    url_input, poll_step, attempts = POLL_EXAMPLES[example]
+    manifest = yaml.safe_load((EXAMPLES / example).read_text())
+    manifest["spec"]["inputs"][url_input] = web.url
+    cluster.apply(manifest, namespace)
+    name = manifest["metadata"]["name"]
+    done = wait_for_phase(cluster, namespace, name, ("Succeeded", "Failed"), timeout=60)
+    assert done["status"]["phase"] == "Succeeded", done["status"]["message"]
+    assert done["status"]["steps"][poll_step]["attempts"] == attempts
