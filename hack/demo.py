@@ -1,47 +1,34 @@
-"""The demo behind `make demo`: CRDs, the operator and a sample workflow, shown to the end.
+"""The demo behind `make demo`: Cerebelum's droplet deployment, shown to the end.
 
 It runs inside `python -m cerebelum.devcluster run -- ...`, so KUBECONFIG points at a fresh
-local control plane and the pinned kubectl is first on PATH.
+local control plane and the pinned kubectl is first on PATH. DigitalOcean is the local fake
+API (tests/fakes/digitalocean.py) speaking the real wire format to the real pydo client; the
+droplet's "SSH port" and the configuration endpoint are local servers too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from cerebelum.kube.command import operator_argv
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "demo-release"
-MANIFEST = {
-    "apiVersion": "cerebelum.io/v1alpha1",
-    "kind": "Workflow",
-    "metadata": {"name": NAME},
-    "spec": {
-        "inputs": {"version": "1.4.2"},
-        "steps": [
-            {"name": "build", "noop": {"with": {"image": "web:${{ inputs.version }}"}}},
-            {
-                "name": "wait_for_rollout",
-                "noop": {"with": {"ready": "${{ step.attempt >= 3 }}"}},
-                "poll": {"until": "output.ready", "interval": "1s", "maxAttempts": 10},
-            },
-            {"name": "soak", "sleep": {"duration": "2s"}},
-            {
-                "name": "go_live",
-                "approval": {"timeout": "5m", "message": "ship ${{ inputs.version }}?"},
-            },
-            {
-                "name": "announce",
-                "noop": {"with": {"text": "released ${{ steps.build.output.image }}"}},
-            },
-        ],
-    },
-}
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.digitalocean import FakeDigitalOcean  # noqa: E402
+from tests.fakes.http_server import FakeHttpServer  # noqa: E402
+
+from cerebelum.kube.command import operator_argv  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "digitalocean-droplet.yaml"
+TOKEN = "demo-token-not-a-real-one"
 
 
 def kubectl(*args: str, stdin: str | None = None) -> str:
@@ -50,72 +37,74 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
     ).stdout
 
 
-def show(title: str) -> None:
-    print(f"\n$ kubectl get workflow {NAME}   # {title}")
-    print(kubectl("get", "workflow", NAME, "-o", "wide"), end="", flush=True)
-
-
-def phase() -> str:
-    return kubectl("get", "workflow", NAME, "-o", "jsonpath={.status.phase}")
+def show(name: str, title: str) -> None:
+    print(f"\n$ kubectl get workflow {name}   # {title}")
+    print(kubectl("get", "workflow", name, "-o", "wide"), end="", flush=True)
 
 
 def main() -> int:
     print("installing the CRDs from crds/ ...", flush=True)
     kubectl("apply", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/workflows.cerebelum.io", "--timeout=60s")
-    log = Path(tempfile.mkdtemp(prefix="cerebelum-demo-")) / "operator.log"
-    print(f"starting the operator (log: {log}) ...", flush=True)
-    with log.open("wb") as out:
-        operator = subprocess.Popen(
-            operator_argv(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
-        )
-    try:
+    kubectl("create", "secret", "generic", "do-token", f"--from-literal=token={TOKEN}")
+    with (
+        FakeDigitalOcean(TOKEN, active_after=4.0) as fake_do,
+        FakeHttpServer() as web,
+        socket.socket() as ssh,
+    ):
+        ssh.bind(("127.0.0.1", 0))
+        ssh.listen(8)
         print(
-            f"applying workflow {NAME}: build >> poll rollout >> sleep >> approval >> announce",
-            flush=True,
+            f"fake DigitalOcean API at {fake_do.url}; the droplet's SSH port is 127.0.0.1:{ssh.getsockname()[1]}"
         )
-        kubectl("apply", "-f", "-", stdin=json.dumps(MANIFEST))
-        seen = ""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            current = phase()
-            if current != seen:
-                show(current or "created")
-                seen = current
-            if current == "WaitingForApproval":
-                print(
-                    f"\n$ kubectl annotate workflow {NAME} cerebelum.io/approve=go_live cerebelum.io/reason=demo"
-                )
-                kubectl(
-                    "annotate",
-                    "workflow",
-                    NAME,
-                    "cerebelum.io/approve=go_live",
-                    "cerebelum.io/reason=demo",
-                )
-            if current in ("Succeeded", "Failed", "Cancelled"):
-                break
-            time.sleep(0.3)
-        print(f"\n$ kubectl wait --for=condition=Succeeded workflow/{NAME}")
-        print(
-            kubectl("wait", "--for=condition=Succeeded", f"workflow/{NAME}", "--timeout=30s"),
-            end="",
-        )
-        status = json.loads(kubectl("get", "workflow", NAME, "-o", "json"))["status"]
-        print("\nper-step status:")
-        for step in (s["name"] for s in MANIFEST["spec"]["steps"]):  # type: ignore[index]
-            s = status["steps"][step]
-            print(
-                f"  {step:18} {s['phase']:10} attempts={s.get('attempts', 0)} output={json.dumps(s.get('output'))}"
+        log = Path(tempfile.mkdtemp(prefix="cerebelum-demo-")) / "operator.log"
+        print(f"starting the operator (log: {log}) ...", flush=True)
+        env = {**os.environ, "CEREBELUM_DIGITALOCEAN_ENDPOINT": fake_do.url}
+        with log.open("wb") as out:
+            operator = subprocess.Popen(
+                operator_argv(), stdout=out, stderr=subprocess.STDOUT, env=env
             )
-        print(f"\napproval: {json.dumps(status['steps']['go_live']['approval'])}")
-        return 0 if status["phase"] == "Succeeded" else 1
-    finally:
-        operator.terminate()
-        operator.wait(timeout=15)
+        try:
+            return run_example(ssh.getsockname()[1], web.url, fake_do)
+        finally:
+            operator.terminate()
+            operator.wait(timeout=15)
+
+
+def run_example(ssh_port: int, web_url: str, fake_do: FakeDigitalOcean) -> int:
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["spec"]["inputs"].update(sshPort=ssh_port, configureUrl=f"{web_url}/echo")
+    name = manifest["metadata"]["name"]
+    print(f"\n$ kubectl apply -f examples/{EXAMPLE.name}   # inputs pointed at the local servers")
+    print(
+        "  create_droplet >> wait_for_droplet_ready (poll 3s) >> verify_ssh (tcp) >> configure_server (http)"
+    )
+    kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+    seen = ""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        status = json.loads(kubectl("get", "workflow", name, "-o", "json")).get("status", {})
+        marker = f"{status.get('phase')}/{status.get('currentStep')}"
+        if marker != seen:
+            show(name, status.get("phase") or "created")
+            seen = marker
+        if status.get("phase") in ("Succeeded", "Failed", "Cancelled"):
+            break
+        time.sleep(0.3)
+    print(f"\n$ kubectl wait --for=condition=Succeeded workflow/{name}")
+    print(kubectl("wait", "--for=condition=Succeeded", f"workflow/{name}", "--timeout=30s"), end="")
+    status = json.loads(kubectl("get", "workflow", name, "-o", "json"))["status"]
+    print("\nper-step status:")
+    for step in (s["name"] for s in manifest["spec"]["steps"]):
+        s = status["steps"][step]
+        print(f"  {step:24} {s['phase']:10} attempts={s.get('attempts', 0)}")
+    ready = status["steps"]["wait_for_droplet_ready"]["output"]["droplet"]
+    public = [n["ip_address"] for n in ready["networks"]["v4"] if n["type"] == "public"]
+    print(
+        f"\ndroplet {ready['id']} ({ready['name']}) is {ready['status']} at {public[0]}; "
+        f"droplets created by the fake API: {fake_do.droplet_count}"
+    )
+    return 0 if status["phase"] == "Succeeded" else 1
 
 
 if __name__ == "__main__":
