@@ -6,6 +6,7 @@ from cerebelum.actions import local
 from cerebelum.actions.base import Action, ActionContext, ActionError, execute
 from cerebelum.actions.digitalocean import digitalocean
 from cerebelum.actions.http import http
+from cerebelum.actions.job import job
 from cerebelum.actions.tcp import tcp
 
 REGISTRY: dict[str, Action] = {
@@ -14,6 +15,7 @@ REGISTRY: dict[str, Action] = {
     "http": http,
     "tcp": tcp,
     "digitalocean": digitalocean,
+    "job": job,
 }
 
 __all__ = ["REGISTRY", "Action", "ActionContext", "ActionError", "execute"]

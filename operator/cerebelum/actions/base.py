@@ -60,6 +60,8 @@ class ActionContext:
     secrets: SecretSource = field(default_factory=lambda: _no_secrets())
     #: Endpoint of the DigitalOcean API (or a compatible one).
     digitalocean_endpoint: str = "https://api.digitalocean.com"
+    #: The operator's Kubernetes API client (a kubernetes_asyncio ApiClient), for job steps.
+    kube: Any = None
 
 
 class Action(Protocol):

@@ -20,7 +20,7 @@ StepName = Annotated[str, Field(pattern=STEP_NAME_PATTERN, min_length=1, max_len
 Expression = Annotated[str, Field(min_length=1, max_length=1024)]
 
 #: Action kinds a step may carry; at most one per step.
-ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean")
+ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean", "job")
 
 
 def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
@@ -159,6 +159,57 @@ class DigitalOceanAction(ApiModel):
     )
     endpoint: str | None = Field(
         default=None, max_length=1024, description="API endpoint (default: the operator's setting)."
+    )
+
+
+class SecretEnv(ApiModel):
+    """An environment variable whose value comes from a Secret (the operator never reads it:
+    the kubelet does)."""
+
+    name: str = Field(min_length=1, max_length=253, description="Variable name.")
+    secret_key_ref: SecretKeyRef = Field(description="Where the value is.")
+
+
+class Resources(ApiModel):
+    """Container resources, as in a Pod spec."""
+
+    requests: dict[str, str] | None = Field(
+        default=None, description="e.g. {cpu: 100m, memory: 128Mi}."
+    )
+    limits: dict[str, str] | None = Field(
+        default=None, description="e.g. {cpu: 500m, memory: 256Mi}."
+    )
+
+
+class JobAction(ApiModel):
+    """Action: run a container as a Kubernetes Job owned by the Workflow. The step succeeds
+    or fails with the Job. If the container writes JSON to its termination message
+    (/dev/termination-log), that JSON is the step's output. Job names are derived from the
+    step's attempt, so a restarted operator finds its Job instead of creating a second one;
+    a cancelled or timed-out attempt deletes its Job."""
+
+    image: str = Field(min_length=1, max_length=1024, description="Container image.")
+    command: list[str] | None = Field(
+        default=None, max_length=64, description="Entrypoint; may use ${{ }}."
+    )
+    args: list[str] | None = Field(
+        default=None, max_length=256, description="Arguments; may use ${{ }}."
+    )
+    env: dict[str, str] | None = Field(
+        default=None, description="Environment; values may use ${{ }}."
+    )
+    env_from_secrets: list[SecretEnv] | None = Field(
+        default=None, max_length=64, description="Environment variables taken from Secrets."
+    )
+    resources: Resources | None = Field(default=None, description="Requests and limits.")
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Limit for the whole Job."
+    )
+    backoff_limit: int | None = Field(
+        default=None, ge=0, le=100, description="Pod retries inside the Job (default 0)."
+    )
+    service_account_name: str | None = Field(
+        default=None, max_length=253, description="Service account of the pod."
     )
 
 
@@ -421,6 +472,9 @@ class Step(
     tcp: TcpAction | None = Field(default=None, description="Action: a TCP reachability check.")
     digitalocean: DigitalOceanAction | None = Field(
         default=None, description="Action: a DigitalOcean API call."
+    )
+    job: JobAction | None = Field(
+        default=None, description="Action: run a container as a Kubernetes Job."
     )
     sleep: SleepSpec | None = Field(default=None, description="Wait before the rest of the step.")
     approval: ApprovalSpec | None = Field(default=None, description="Wait for a human decision.")

@@ -38,6 +38,7 @@ async def connect() -> client.ApiClient:
 
 class KubeClient:
     def __init__(self, api: client.ApiClient, component: str) -> None:
+        self.api = api
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._component = component

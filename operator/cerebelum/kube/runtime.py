@@ -305,6 +305,7 @@ class Runtime:
             idempotency_key=call.idempotency_key,
             secrets=KubeSecretSource(self.kube.core, meta["namespace"]),
             digitalocean_endpoint=self.settings.digitalocean_endpoint,
+            kube=self.kube.api,
         )
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:

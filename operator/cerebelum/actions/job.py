@@ -1,0 +1,185 @@
+"""The ``job`` action: run a container as a Kubernetes Job and wait for it.
+
+The Job's name is derived from the workflow, the step and the attempt's identity, so an
+operator that restarts mid-attempt finds the Job it created instead of making a second one.
+Waiting is a watch on that one Job. A cancelled attempt (workflow cancelled, attempt timed
+out) deletes its Job, so nothing keeps running for nobody.
+
+Error classes: JobFailed (the Job failed; not retryable unless retry.retryOn names it),
+Invalid (the API refused the Job), Forbidden, ApiError (retryable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+from typing import Any
+
+from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.api import API_VERSION, KIND
+
+_WATCH_SECONDS = 60
+_LABEL_WORKFLOW = "cerebelum.io/workflow"
+_LABEL_STEP = "cerebelum.io/step"
+
+
+def job_name(context: ActionContext) -> str:
+    """A DNS-1123 name, unique per attempt and the same when the attempt is re-issued."""
+    digest = hashlib.sha256(f"{context.idempotency_key}/{context.attempt}".encode()).hexdigest()[:8]
+    stem = (
+        re.sub(r"[^a-z0-9-]+", "-", f"{context.workflow}-{context.step}".lower())
+        .strip("-")[:52]
+        .strip("-")
+    )
+    return f"{stem}-{digest}"
+
+
+def _label(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:63].strip("-_.")
+
+
+def build_job(name: str, params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": str(v)} for k, v in (params.get("env") or {}).items()
+    ]
+    env += [
+        {
+            "name": e["name"],
+            "valueFrom": {
+                "secretKeyRef": {"name": e["secretKeyRef"]["name"], "key": e["secretKeyRef"]["key"]}
+            },
+        }
+        for e in params.get("envFromSecrets") or []
+    ]
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": params["image"],
+        "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    for key in ("command", "args", "resources"):
+        if params.get(key):
+            container[key] = params[key]
+    labels = {_LABEL_WORKFLOW: _label(context.workflow), _LABEL_STEP: _label(context.step)}
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if params.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = params["serviceAccountName"]
+    spec: dict[str, Any] = {
+        "backoffLimit": params.get("backoffLimit", 0),
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if params.get("activeDeadlineSeconds"):
+        spec["activeDeadlineSeconds"] = params["activeDeadlineSeconds"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": context.namespace,
+            "labels": labels,
+            "annotations": {"cerebelum.io/idempotency-key": context.idempotency_key},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": context.workflow,
+                    "uid": context.workflow_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def _finished(job: Any) -> tuple[str, str] | None:
+    """("Complete"|"Failed", detail) once the Job has ended."""
+    for condition in job.status.conditions if job.status and job.status.conditions else []:
+        if condition.type in ("Complete", "Failed") and condition.status == "True":
+            detail = ": ".join(p for p in (condition.reason, condition.message) if p)
+            return condition.type, detail
+    return None
+
+
+def _api_error(exc: Any, what: str) -> ActionError:
+    message = ""
+    with contextlib.suppress(ValueError, TypeError):
+        message = json.loads(exc.body).get("message", "")
+    if exc.status == 403:
+        return ActionError("Forbidden", f"{what}: {message or 'forbidden'}", retryable=False)
+    if exc.status in (400, 422):
+        return ActionError("Invalid", f"{what}: {message or 'invalid'}", retryable=False)
+    return ActionError("ApiError", f"{what}: HTTP {exc.status}", retryable=True)
+
+
+async def _wait(batch: Any, namespace: str, name: str) -> tuple[str, str]:
+    from kubernetes_asyncio import watch
+
+    while True:
+        job = await batch.read_namespaced_job(name, namespace)
+        outcome = _finished(job)
+        if outcome:
+            return outcome
+        stream = watch.Watch()
+        async for event in stream.stream(
+            batch.list_namespaced_job,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            resource_version=job.metadata.resource_version,
+            timeout_seconds=_WATCH_SECONDS,
+        ):
+            outcome = _finished(event["object"])
+            if outcome:
+                stream.stop()
+                return outcome
+
+
+async def _termination_output(core: Any, namespace: str, name: str) -> Any:
+    pods = await core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")
+    for pod in pods.items:
+        for status in (pod.status.container_statuses or []) if pod.status else []:
+            terminated = status.state.terminated if status.state else None
+            if terminated and terminated.exit_code == 0 and terminated.message:
+                with contextlib.suppress(ValueError):
+                    return json.loads(terminated.message)
+    return None
+
+
+async def job(params: dict[str, Any], context: ActionContext) -> Any:
+    if context.kube is None:
+        raise ActionError(
+            "Invalid", "job steps need the operator's Kubernetes client", retryable=False
+        )
+    from kubernetes_asyncio import client
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    batch, core = client.BatchV1Api(context.kube), client.CoreV1Api(context.kube)
+    name = job_name(context)
+    try:
+        body: Any = build_job(name, params, context)  # a plain dict is sent as is
+        await batch.create_namespaced_job(context.namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:  # 409: this attempt's Job exists already (operator restart)
+            raise _api_error(exc, f"creating job {name}") from None
+    try:
+        kind, detail = await _wait(batch, context.namespace, name)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                batch.delete_namespaced_job(
+                    name, context.namespace, propagation_policy="Background"
+                )
+            )
+        raise
+    except ApiException as exc:
+        raise _api_error(exc, f"watching job {name}") from None
+    if kind == "Failed":
+        raise ActionError(
+            "JobFailed", f"job {name} failed: {detail or 'no reason given'}", retryable=False
+        )
+    output = await _termination_output(core, context.namespace, name)
+    return output if output is not None else {"job": name, "succeeded": True}
