@@ -23,7 +23,9 @@ def jobs_of(cluster: Cluster, namespace: str, workflow: str) -> list[dict[str, A
     items: list[dict[str, Any]] = cluster.kubectl_json(
         "-n", namespace, "get", "jobs", "-l", f"cerebelum.io/workflow={workflow}"
     )["items"]
-    return sorted(items, key=lambda j: j["metadata"]["creationTimestamp"])
+    labels = [j["metadata"]["labels"] for j in items]
+    order = [(int(lab["cerebelum.io/visit"]), int(lab["cerebelum.io/attempt"])) for lab in labels]
+    return [job for _, job in sorted(zip(order, items, strict=True), key=lambda pair: pair[0])]
 
 
 def wait_for_jobs(

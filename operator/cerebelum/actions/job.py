@@ -63,7 +63,12 @@ def build_job(name: str, params: dict[str, Any], context: ActionContext) -> dict
     for key in ("command", "args", "resources"):
         if params.get(key):
             container[key] = params[key]
-    labels = {_LABEL_WORKFLOW: _label(context.workflow), _LABEL_STEP: _label(context.step)}
+    labels = {
+        _LABEL_WORKFLOW: _label(context.workflow),
+        _LABEL_STEP: _label(context.step),
+        "cerebelum.io/visit": str(context.visit),
+        "cerebelum.io/attempt": str(context.attempt),
+    }
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
     if params.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = params["serviceAccountName"]
