@@ -29,9 +29,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.base import LocalServer
 
 
 def _now() -> str:
@@ -218,19 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = _handle
 
 
-class FakeDigitalOcean(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeDigitalOcean(LocalServer):
     def __init__(
         self, token: str, *, active_after: float = 1.0, public_ip: str = "127.0.0.1", port: int = 0
     ) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(_Handler, port)
         self.state = _State(token=token, active_after=active_after, public_ip=public_ip)
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     # -- views -------------------------------------------------------------------------
 
@@ -307,14 +302,6 @@ class FakeDigitalOcean(ThreadingHTTPServer):
     def droplet_count(self) -> int:
         with self.state.lock:
             return len(self.state.droplets)
-
-    def __enter__(self) -> FakeDigitalOcean:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def main() -> None:

@@ -14,8 +14,10 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.base import LocalServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -65,19 +67,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
-class FakeHttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeHttpServer(LocalServer):
     def __init__(self, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(_Handler, port)
         self.requests: list[dict[str, Any]] = []
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def record(self, method: str, path: str, headers: dict[str, str], body: str) -> None:
         with self._lock:
@@ -89,14 +84,6 @@ class FakeHttpServer(ThreadingHTTPServer):
     def count(self, key: str) -> int:
         with self._lock:
             return self._counts[key]
-
-    def __enter__(self) -> FakeHttpServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def main() -> None:
