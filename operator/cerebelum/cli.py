@@ -1,22 +1,54 @@
 """The ``cerebelum`` command.
 
-For now it only reports its version; the workflow commands (render, apply, status, watch,
-approve, reject) arrive with the SDK.
+``cerebelum operator`` runs the operator (the container image's entrypoint). Its settings
+come from the environment, which the Helm chart sets:
+
+    CEREBELUM_WATCH_NAMESPACES   comma-separated namespaces; empty: all namespaces
+    CEREBELUM_LIVENESS_PORT      serve /healthz on this port (unset: no endpoint)
+    CEREBELUM_LOG_FORMAT         plain, full or json
+    CEREBELUM_PEERING            true: run with Kopf peering (several replicas, one active)
+
+The workflow commands (render, apply, status, watch, approve, reject) arrive with the SDK.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from cerebelum import __version__
+from cerebelum.kube.command import operator_argv
+
+
+def run_operator() -> int:
+    namespaces = [
+        ns.strip()
+        for ns in os.environ.get("CEREBELUM_WATCH_NAMESPACES", "").split(",")
+        if ns.strip()
+    ]
+    port = os.environ.get("CEREBELUM_LIVENESS_PORT")
+    argv = operator_argv(
+        namespaces,
+        standalone=os.environ.get("CEREBELUM_PEERING", "false").lower() not in ("1", "true", "yes"),
+        liveness_port=int(port) if port else None,
+        log_format=os.environ.get("CEREBELUM_LOG_FORMAT") or None,
+    )
+    os.execv(argv[0], argv)  # replace this process: signals reach Kopf directly
+    return 0  # pragma: no cover
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cerebelum", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cerebelum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"cerebelum {__version__}")
-    parser.parse_args(argv)
-    print(f"cerebelum {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("operator", help="run the operator (settings from the environment)")
+    args = parser.parse_args(argv)
+    if args.command == "operator":
+        return run_operator()
+    parser.print_help()
     return 0
 
 

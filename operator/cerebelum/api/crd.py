@@ -1,6 +1,7 @@
 """Generate the Workflow CustomResourceDefinition from the pydantic models.
 
-``python -m cerebelum.api.crd`` writes ``crds/``; a test fails when the files are stale.
+``python -m cerebelum.api.crd`` writes ``crds/`` and the Helm chart's ``crds/``; a test fails
+when either is stale.
 Pydantic emits JSON Schema; the API server wants a *structural* OpenAPI v3 schema, so refs
 are inlined, ``Optional`` unions collapse to their type, and free-form fields are marked
 ``x-kubernetes-preserve-unknown-fields``.
@@ -151,19 +152,24 @@ def render() -> str:
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 
+#: Where the CRD is written: the repository's crds/ and the Helm chart's crds/.
+OUTPUTS = ("crds", "charts/cerebelum-operator/crds")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cerebelum.api.crd", description=__doc__)
-    parser.add_argument("--out", default="crds", help="directory to write (default: crds)")
+    parser.add_argument("--root", default=".", help="repository root (default: .)")
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
     args = parser.parse_args(argv)
     text = render()
     if args.stdout:
         sys.stdout.write(text)
         return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CRD_FILE).write_text(text)
-    print(f"wrote {out / CRD_FILE}")
+    for folder in OUTPUTS:
+        out = Path(args.root) / folder
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CRD_FILE).write_text(text)
+        print(f"wrote {out / CRD_FILE}")
     return 0
 
 

@@ -205,12 +205,33 @@ class LocalControlPlane:
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={self._write_audit_policy(workdir)}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
                 *self.extra_apiserver_args,
             ],
         )
         self.kubeconfig = self._write_kubeconfig("admin", client=admin)
         context = self._ssl_context(admin)
         self._wait_for(lambda: self._http_ok(f"{self.server}/readyz", context), "kube-apiserver")
+
+    @property
+    def audit_log(self) -> Path:
+        """Every request the API server served, as JSON lines (who, verb, resource)."""
+        assert self.workdir is not None
+        return self.workdir / "audit.log"
+
+    @staticmethod
+    def _write_audit_policy(workdir: Path) -> Path:
+        path = workdir / "audit-policy.yaml"
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata"}],
+        }
+        path.write_text(yaml.safe_dump(policy))
+        return path
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         assert self.workdir is not None

@@ -1,20 +1,33 @@
-"""The command line that runs the operator, shared by the demo, tests, benchmarks and image."""
+"""The command line that runs the operator, shared by the CLI, the image, tests and the demo."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 HANDLERS_MODULE = "cerebelum.kube.handlers"
 
 
-def operator_argv(namespace: str | None = None, *, standalone: bool = True) -> list[str]:
-    """``kopf run`` on our handlers, for one namespace or all of them.
+def operator_argv(
+    namespaces: str | Sequence[str] | None = None,
+    *,
+    standalone: bool = True,
+    liveness_port: int | None = None,
+    log_format: str | None = None,
+) -> list[str]:
+    """``kopf run`` on our handlers, for some namespaces or all of them.
 
-    ``standalone`` skips Kopf's peering (no peering CRD needed); a multi-replica
-    deployment leaves it off so only one replica processes.
+    ``standalone`` skips Kopf's peering (no peering resource needed); a multi-replica
+    deployment turns it off so that only one replica processes at a time.
     """
+    if isinstance(namespaces, str):
+        namespaces = [namespaces]
     argv = [sys.executable, "-m", "kopf", "run", "-m", HANDLERS_MODULE]
-    argv.append(f"--namespace={namespace}" if namespace else "--all-namespaces")
+    argv += [f"--namespace={ns}" for ns in namespaces or []] or ["--all-namespaces"]
     if standalone:
         argv.append("--standalone")
+    if liveness_port is not None:
+        argv.append(f"--liveness=http://0.0.0.0:{liveness_port}/healthz")
+    if log_format:
+        argv.append(f"--log-format={log_format}")
     return argv

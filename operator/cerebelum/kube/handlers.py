@@ -28,6 +28,8 @@ async def start(
     **_: Any,
 ) -> None:
     settings.posting.enabled = False  # the runtime posts its own, meaningful Events
+    # Only our own resource is watched, by name: no need to scan (and be allowed to list) CRDs.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 600
     operator_settings = OperatorSettings.from_env()
     api = await connect()
