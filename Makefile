@@ -25,6 +25,7 @@ binaries: venv
 
 lint: venv
 	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/hadolint Dockerfile
 
 typecheck: venv
 	$(BIN)/mypy

@@ -173,10 +173,24 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
     assert granted - used == set(), "granted but never used: remove from the chart's rules"
 
 
+@pytest.fixture(scope="module")
+def clean_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the package installed by the Dockerfile's two commands
+    (`pip wheel .`, then `pip install` of the wheels): only runtime dependencies."""
+    venv = tmp_path_factory.mktemp("image") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels = venv / "wheels"
+    subprocess.run([*pip, "wheel", "--wheel-dir", str(wheels), str(CHART.parents[1])], check=True)
+    subprocess.run([*pip, "install", *map(str, sorted(wheels.glob("*.whl")))], check=True)
+    assert not (venv / "bin" / "pytest").exists(), "dev tools must not reach the image"
+    return venv
+
+
 def test_image_entrypoint_runs_the_operator_from_environment_settings(
-    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path, clean_install: Path
 ) -> None:
-    """`cerebelum operator`, configured the way the chart configures it."""
+    """`cerebelum operator` from a clean install, configured the way the chart configures it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -191,7 +205,7 @@ def test_image_entrypoint_runs_the_operator_from_environment_settings(
     log = tmp_path / "entrypoint.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "cerebelum"), "operator"],
+            [str(clean_install / "bin" / "cerebelum"), "operator"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
