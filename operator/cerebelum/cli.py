@@ -7,6 +7,8 @@ come from the environment, which the Helm chart sets:
     CEREBELUM_LIVENESS_PORT      serve /healthz on this port (unset: no endpoint)
     CEREBELUM_LOG_FORMAT         plain, full or json
     CEREBELUM_PEERING            true: run with Kopf peering (several replicas, one active)
+    CEREBELUM_WEBHOOK_PORT       serve the approver webhooks (HTTPS) on this port
+    CEREBELUM_WEBHOOK_CERT/_KEY  the webhook's serving certificate and key (PEM files)
 
 The workflow commands (render, apply, status, watch, approve, reject) arrive with the SDK.
 """
@@ -33,6 +35,7 @@ def run_operator() -> int:
         standalone=os.environ.get("CEREBELUM_PEERING", "false").lower() not in ("1", "true", "yes"),
         liveness_port=int(port) if port else None,
         log_format=os.environ.get("CEREBELUM_LOG_FORMAT") or None,
+        webhooks=bool(os.environ.get("CEREBELUM_WEBHOOK_PORT")),
     )
     os.execv(argv[0], argv)  # replace this process: signals reach Kopf directly
     return 0  # pragma: no cover

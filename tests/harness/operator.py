@@ -23,6 +23,8 @@ class OperatorProcess:
     namespace: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: Also load the approver webhooks (the env must then name a webhook port).
+    webhooks: bool = False
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -34,7 +36,7 @@ class OperatorProcess:
         log.write(f"--- operator start #{self.starts}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            operator_argv(self.namespace),
+            operator_argv(self.namespace, webhooks=self.webhooks),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

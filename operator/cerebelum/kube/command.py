@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 HANDLERS_MODULE = "cerebelum.kube.handlers"
+WEBHOOKS_MODULE = "cerebelum.kube.webhooks"
 
 
 def operator_argv(
@@ -14,6 +15,7 @@ def operator_argv(
     standalone: bool = True,
     liveness_port: int | None = None,
     log_format: str | None = None,
+    webhooks: bool = False,
 ) -> list[str]:
     """``kopf run`` on our handlers, for some namespaces or all of them.
 
@@ -23,6 +25,8 @@ def operator_argv(
     if isinstance(namespaces, str):
         namespaces = [namespaces]
     argv = [sys.executable, "-m", "kopf", "run", "-m", HANDLERS_MODULE]
+    if webhooks:
+        argv += ["-m", WEBHOOKS_MODULE]
     argv += [f"--namespace={ns}" for ns in namespaces or []] or ["--all-namespaces"]
     if standalone:
         argv.append("--standalone")

@@ -32,6 +32,13 @@ async def start(
     settings.scanning.disabled = True
     settings.watching.server_timeout = 600
     operator_settings = OperatorSettings.from_env()
+    if operator_settings.webhook_port is not None:
+        settings.admission.server = kopf.WebhookServer(
+            addr=operator_settings.webhook_addr,
+            port=operator_settings.webhook_port,
+            certfile=operator_settings.webhook_cert,
+            pkeyfile=operator_settings.webhook_key,
+        )
     api = await connect()
     runtime = Runtime(KubeClient(api, operator_settings.component), operator_settings)
     runtime.start()

@@ -25,6 +25,12 @@ class OperatorSettings:
     inline_local_actions: bool = True
     #: Default endpoint of digitalocean actions (tests point it at a local fake).
     digitalocean_endpoint: str = "https://api.digitalocean.com"
+    #: Serve the approver webhook (HTTPS) on this port; None: no webhook.
+    webhook_port: int | None = None
+    webhook_addr: str = "0.0.0.0"
+    #: Serving certificate and key of the webhook (PEM files).
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
     #: Reporting component name on Events.
     component: str = "cerebelum-operator"
 
@@ -36,6 +42,12 @@ class OperatorSettings:
             digitalocean_endpoint=os.environ.get(
                 "CEREBELUM_DIGITALOCEAN_ENDPOINT", cls.digitalocean_endpoint
             ),
+            webhook_port=int(os.environ["CEREBELUM_WEBHOOK_PORT"])
+            if os.environ.get("CEREBELUM_WEBHOOK_PORT")
+            else None,
+            webhook_addr=os.environ.get("CEREBELUM_WEBHOOK_ADDR", cls.webhook_addr),
+            webhook_cert=os.environ.get("CEREBELUM_WEBHOOK_CERT") or None,
+            webhook_key=os.environ.get("CEREBELUM_WEBHOOK_KEY") or None,
             inline_local_actions=os.environ.get("CEREBELUM_INLINE_LOCAL_ACTIONS", "true").lower()
             not in ("0", "false", "no"),
         )

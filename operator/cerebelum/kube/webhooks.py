@@ -1,0 +1,47 @@
+"""The approver webhooks, loaded only when the operator serves a webhook
+(``CEREBELUM_WEBHOOK_PORT``; ``cerebelum operator`` then adds this module).
+
+They are thin: the rules live in ``approvers``. Kopf serves each at ``/<id>`` on its webhook
+server; ``approvers.webhook_configurations`` builds the configurations that point there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.kube.approvers import decided_by_patch, decisions_in, refusal
+from cerebelum.kube.settings import DECIDED_BY
+
+
+def _annotations(obj: Any) -> dict[str, str]:
+    return dict(((obj or {}).get("metadata") or {}).get("annotations") or {})
+
+
+@kopf.on.validate(GROUP, VERSION, PLURAL, id="approvers")
+def validate_approvers(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+    """Refuse an approve/reject annotation from a user the step's approvers do not list."""
+    decisions = decisions_in(_annotations(kwargs.get("old")), _annotations(body))
+    if decisions:
+        reason = refusal(
+            dict(body.get("spec") or {}),
+            decisions,
+            userinfo.get("username", ""),
+            list(userinfo.get("groups") or []),
+        )
+        if reason:
+            raise kopf.AdmissionError(reason, code=403)
+
+
+@kopf.on.mutate(GROUP, VERSION, PLURAL, id="decided-by")
+def stamp_decided_by(
+    body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch, **kwargs: Any
+) -> None:
+    """Record who made a decision; nobody can write that annotation by hand."""
+    value = decided_by_patch(
+        _annotations(kwargs.get("old")), _annotations(body), userinfo.get("username", "")
+    )
+    if value is not None:
+        patch.metadata.annotations[DECIDED_BY] = value or None
