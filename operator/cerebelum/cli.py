@@ -7,6 +7,7 @@ come from the environment, which the Helm chart sets:
     CEREBELUM_LIVENESS_PORT      serve /healthz on this port (unset: no endpoint)
     CEREBELUM_LOG_FORMAT         plain, full or json
     CEREBELUM_PEERING            true: run with Kopf peering (several replicas, one active)
+    CEREBELUM_METRICS_PORT       serve Prometheus metrics (/metrics) on this port
     CEREBELUM_WEBHOOK_PORT       serve the approver webhooks (HTTPS) on this port
     CEREBELUM_WEBHOOK_CERT/_KEY  the webhook's serving certificate and key (PEM files)
 

@@ -8,6 +8,7 @@ the Role must grant exactly those, nothing missing and nothing unused.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cerebelum.kube.approvers import webhook_configurations
 from tests.fakes import job_controller as jobs
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
@@ -47,11 +49,82 @@ def test_rendered_manifests_pass_server_side_validation(
     expected_rbac = (
         ["Role", "RoleBinding"] if mode == "namespaced" else ["ClusterRole", "ClusterRoleBinding"]
     )
-    assert kinds == sorted(["Deployment", "ServiceAccount", *expected_rbac])
+    webhook = [
+        "MutatingWebhookConfiguration",
+        "Secret",
+        "Service",
+        "ValidatingWebhookConfiguration",
+    ]
+    assert kinds == sorted(["Deployment", "ServiceAccount", *expected_rbac, *webhook])
     # The API server validates every object against its own schemas (strict fields).
     cluster.kubectl(
         "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-", stdin=rendered
     )
+
+
+def test_chart_webhooks_match_the_operators_definition(cluster: Cluster, namespace: str) -> None:
+    """The chart's webhook configurations are the ones the webhook tests run against."""
+    rendered = cluster.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        f"watchNamespaces={{{namespace}}}",
+    ).stdout
+    charted = {
+        d["kind"]: d["webhooks"][0]
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"].endswith("WebhookConfiguration")
+    }
+    expected = {
+        d["kind"]: d["webhooks"][0]
+        for d in webhook_configurations("x", "https://h", "Y2E=", [namespace])
+    }
+    assert sorted(charted) == sorted(expected)
+    for kind, hook in charted.items():
+        want = dict(expected[kind])
+        client = hook.pop("clientConfig")
+        want.pop("clientConfig")
+        assert client["service"]["path"] == "/" + want["name"].split(".")[0]
+        assert base64.b64decode(client["caBundle"]).startswith(b"-----BEGIN CERTIFICATE-----")
+        for webhook in (hook, want):
+            webhook["matchConditions"] = [
+                {**c, "expression": " ".join(c["expression"].split())}
+                for c in webhook["matchConditions"]
+            ]
+        assert hook == want
+
+
+def test_optional_parts_render(cluster: Cluster) -> None:
+    rendered = cluster.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "webhook.certManager.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ).stdout
+    kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
+    assert {"Certificate", "Issuer", "ServiceMonitor"} <= kinds and "Secret" not in kinds
+    bare = cluster.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "webhook.enabled=false",
+        "--set",
+        "metrics.enabled=false",
+    ).stdout
+    bare_kinds = {d["kind"] for d in yaml.safe_load_all(bare) if d}
+    assert not bare_kinds & {
+        "Service",
+        "Secret",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    }
 
 
 def test_values_schema_refuses_bad_values(cluster: Cluster) -> None:
@@ -96,6 +169,9 @@ def _used(audit_log: Path, username: str) -> tuple[set[tuple[str, str, str]], li
 def test_operator_runs_on_the_charts_least_privilege_rbac(
     cluster: Cluster, crds: None, namespace: str, tmp_path: Path
 ) -> None:
+    # The in-cluster webhook needs the operator's pod behind its Service, which no kubelet
+    # runs here; the webhooks are tested against the operator process in
+    # test_approver_webhook.py, with the same configurations (see above).
     cluster.helm(
         "install",
         RELEASE,
@@ -104,6 +180,8 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
         namespace,
         "--set",
         f"watchNamespaces={{{namespace}}}",
+        "--set",
+        "webhook.enabled=false",
     )
     token = cluster.kubectl(
         "-n", namespace, "create", "token", RELEASE, "--duration=1h"

@@ -514,6 +514,7 @@ class _Run:
                 timeout=parse_duration(step.timeout) if step.timeout else None,
                 local=kind in LOCAL_ACTIONS,
                 resumed=resumed,
+                poll=step.poll is not None,
             )
         )
 

@@ -50,6 +50,8 @@ class ActionCall:
     timeout: datetime.timedelta | None
     local: bool
     resumed: bool = False
+    #: The step polls: this attempt is one more look at whether a condition holds.
+    poll: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,33 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.kube.metrics import API_REQUESTS
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _counted(verb: str, resource: str) -> Iterator[None]:
+    """Count one API request in cerebelum_api_requests_total, with its outcome."""
+    code = "200"
+    try:
+        yield
+    except ApiException as exc:
+        code = str(exc.status)
+        raise
+    except Exception:
+        code = "error"
+        raise
+    finally:
+        API_REQUESTS.labels(verb, resource, code).inc()
 
 
 class Conflict(Exception):
@@ -63,9 +82,10 @@ class KubeClient:
             "status": status,
         }
         try:
-            result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], new_body
-            )
+            with _counted("update", "workflows/status"):
+                result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], new_body
+                )
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(meta["name"]) from None
@@ -79,15 +99,16 @@ class KubeClient:
         try:
             # The client would pick JSON Patch for this dict; _content_type reaches it through
             # **kwargs, which its type stubs do not declare.
-            await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                _content_type="application/merge-patch+json",
-            )
+            with _counted("patch", "workflows"):
+                await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                )
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -115,7 +136,8 @@ class KubeClient:
             "count": 1,
         }
         try:
-            await self._core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+            with _counted("create", "events"):
+                await self._core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
         except ApiException as exc:
             logger.warning(
                 "could not post event %s for %s/%s: HTTP %s",

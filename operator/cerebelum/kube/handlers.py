@@ -15,6 +15,7 @@ from typing import Any, cast
 import kopf
 
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.kube import metrics
 from cerebelum.kube.client import KubeClient, connect
 from cerebelum.kube.runtime import Runtime
 from cerebelum.kube.settings import OperatorSettings
@@ -42,6 +43,12 @@ async def start(
     api = await connect()
     runtime = Runtime(KubeClient(api, operator_settings.component), operator_settings)
     runtime.start()
+    if operator_settings.metrics_port is not None:
+        metrics.serve(
+            operator_settings.metrics_port,
+            lambda: runtime.bodies,
+            lambda: runtime.scheduler.waiting,
+        )
     memo["api"] = api
     memo["runtime"] = runtime
     logger.info("cerebelum operator started with %d workers", operator_settings.workers)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from cerebelum.actions import REGISTRY, ActionContext, execute
 from cerebelum.actions.secrets import KubeSecretSource
-from cerebelum.api.durations import format_time
+from cerebelum.api.durations import format_time, parse_time
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import Condition, WorkflowPhase, WorkflowStatus
 from cerebelum.engine import (
@@ -31,6 +31,7 @@ from cerebelum.engine import (
     WorkflowMeta,
     reconcile,
 )
+from cerebelum.kube import metrics
 from cerebelum.kube import settings as names
 from cerebelum.kube.client import Conflict, Gone, KubeClient
 from cerebelum.kube.settings import OperatorSettings
@@ -95,6 +96,23 @@ def _invalid_spec_status(error: ValidationError, now: datetime.datetime) -> Work
             )
         ],
     )
+
+
+def observe_finished_steps(
+    spec: WorkflowSpec, old_wire: dict[str, Any], new: WorkflowStatus
+) -> None:
+    """Step durations for the histogram: steps whose visit ended in this reconciliation."""
+    before = old_wire.get("steps") or {}
+    for step in spec.steps:
+        s = new.steps.get(step.name)
+        if s is None or not s.phase.finished or not (s.started_at and s.finished_at):
+            continue
+        old = before.get(step.name) or {}
+        if old.get("phase") == s.phase and old.get("visits") == s.visits:
+            continue  # finished already
+        kind = step.action_kind() or ("approval" if step.approval else "sleep")
+        seconds = (parse_time(s.finished_at) - parse_time(s.started_at)).total_seconds()
+        metrics.STEP_DURATION.labels(kind, str(s.phase)).observe(max(seconds, 0.0))
 
 
 def merge_events(events: list[EventRecord]) -> list[EventRecord]:
@@ -260,6 +278,7 @@ class Runtime:
                 return
             if final.phase != WorkflowPhase(old_wire.get("phase", "Pending")):
                 logger.info("workflow %s/%s is %s: %s", *key, final.phase, final.message)
+            observe_finished_steps(spec, old_wire, final)
         if consumed:
             await self._remove_decision_annotations(body, annotations)
         for call in deferred:
@@ -309,7 +328,13 @@ class Runtime:
         )
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:
-        return await execute(REGISTRY[call.kind], call, self._context(body, call))
+        metrics.ACTION_ATTEMPTS.labels(call.kind).inc()
+        if call.poll:
+            metrics.POLL_ATTEMPTS.labels(call.kind).inc()
+        result = await execute(REGISTRY[call.kind], call, self._context(body, call))
+        if result.error is not None:
+            metrics.ACTION_ERRORS.labels(call.kind, result.error.error_class).inc()
+        return result
 
     def _start(self, key: Key, body: dict[str, Any], call: ActionCall) -> None:
         steps = self.tasks.setdefault(key, {})

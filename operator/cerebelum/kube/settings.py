@@ -25,6 +25,8 @@ class OperatorSettings:
     inline_local_actions: bool = True
     #: Default endpoint of digitalocean actions (tests point it at a local fake).
     digitalocean_endpoint: str = "https://api.digitalocean.com"
+    #: Serve Prometheus metrics on this port; None: no metrics endpoint.
+    metrics_port: int | None = None
     #: Serve the approver webhook (HTTPS) on this port; None: no webhook.
     webhook_port: int | None = None
     webhook_addr: str = "0.0.0.0"
@@ -42,6 +44,9 @@ class OperatorSettings:
             digitalocean_endpoint=os.environ.get(
                 "CEREBELUM_DIGITALOCEAN_ENDPOINT", cls.digitalocean_endpoint
             ),
+            metrics_port=int(os.environ["CEREBELUM_METRICS_PORT"])
+            if os.environ.get("CEREBELUM_METRICS_PORT")
+            else None,
             webhook_port=int(os.environ["CEREBELUM_WEBHOOK_PORT"])
             if os.environ.get("CEREBELUM_WEBHOOK_PORT")
             else None,

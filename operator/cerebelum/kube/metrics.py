@@ -1,0 +1,95 @@
+"""Prometheus metrics of the operator, served when ``CEREBELUM_METRICS_PORT`` is set.
+
+Counters and histograms are updated where things happen (attempts, errors, API requests,
+steps finishing). Gauges about the present (workflows by phase, approvals waiting, timers)
+are computed at scrape time from the runtime's cache, so they are never stale and cost
+nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ACTION_ATTEMPTS = Counter(
+    "cerebelum_action_attempts",
+    "Action attempts started, by action kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+POLL_ATTEMPTS = Counter(
+    "cerebelum_poll_attempts",
+    "Attempts of polling steps, by action kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+ACTION_ERRORS = Counter(
+    "cerebelum_action_errors",
+    "Failed action attempts, by action kind and error class.",
+    ["kind", "error_class"],
+    registry=REGISTRY,
+)
+STEP_DURATION = Histogram(
+    "cerebelum_step_duration_seconds",
+    "Time from a step's start to its end, by kind and final phase.",
+    ["kind", "phase"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, float("inf")),
+)
+API_REQUESTS = Counter(
+    "cerebelum_api_requests",
+    "Requests the operator made to the Kubernetes API (besides Kopf's watch).",
+    ["verb", "resource", "code"],
+    registry=REGISTRY,
+)
+
+
+class _StateCollector(Collector):
+    """Workflows by phase, steps waiting for approval, and deadlines in the timer heap."""
+
+    def __init__(
+        self, bodies: Callable[[], Mapping[Any, dict[str, Any]]], timers: Callable[[], int]
+    ) -> None:
+        self._bodies = bodies
+        self._timers = timers
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        phases: Tally[str] = Tally()
+        approvals = 0
+        for body in list(self._bodies().values()):
+            status = body.get("status") or {}
+            phases[status.get("phase") or "Pending"] += 1
+            approvals += sum(
+                1
+                for s in (status.get("steps") or {}).values()
+                if s.get("phase") == "WaitingForApproval"
+            )
+        by_phase = GaugeMetricFamily(
+            "cerebelum_workflows", "Workflows known to the operator, by phase.", labels=["phase"]
+        )
+        for phase, count in sorted(phases.items()):
+            by_phase.add_metric([phase], count)
+        yield by_phase
+        yield GaugeMetricFamily(
+            "cerebelum_approvals_waiting", "Steps waiting for an approval.", value=approvals
+        )
+        yield GaugeMetricFamily(
+            "cerebelum_wakeups_scheduled",
+            "Workflows with a deadline in the timer heap.",
+            value=self._timers(),
+        )
+
+
+def serve(
+    port: int, bodies: Callable[[], Mapping[Any, dict[str, Any]]], timers: Callable[[], int]
+) -> None:
+    """Start the /metrics endpoint (a daemon thread of prometheus_client) on ``port``."""
+    REGISTRY.register(_StateCollector(bodies, timers))
+    start_http_server(port, registry=REGISTRY)
