@@ -6,7 +6,9 @@ come from the environment, which the Helm chart sets:
     CEREBELUM_WATCH_NAMESPACES   comma-separated namespaces; empty: all namespaces
     CEREBELUM_LIVENESS_PORT      serve /healthz on this port (unset: no endpoint)
     CEREBELUM_LOG_FORMAT         plain, full or json
-    CEREBELUM_PEERING            true: run with Kopf peering (several replicas, one active)
+    CEREBELUM_LEADER_ELECTION    true: several replicas, only the Lease holder works
+    CEREBELUM_LEASE_NAMESPACE    where the Lease lives (the operator's namespace)
+    CEREBELUM_POD_NAME           this replica's name in the Lease
     CEREBELUM_METRICS_PORT       serve Prometheus metrics (/metrics) on this port
     CEREBELUM_WEBHOOK_PORT       serve the approver webhooks (HTTPS) on this port
     CEREBELUM_WEBHOOK_CERT/_KEY  the webhook's serving certificate and key (PEM files)
@@ -33,7 +35,6 @@ def run_operator() -> int:
     port = os.environ.get("CEREBELUM_LIVENESS_PORT")
     argv = operator_argv(
         namespaces,
-        standalone=os.environ.get("CEREBELUM_PEERING", "false").lower() not in ("1", "true", "yes"),
         liveness_port=int(port) if port else None,
         log_format=os.environ.get("CEREBELUM_LOG_FORMAT") or None,
         webhooks=bool(os.environ.get("CEREBELUM_WEBHOOK_PORT")),

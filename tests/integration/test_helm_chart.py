@@ -49,6 +49,7 @@ def test_rendered_manifests_pass_server_side_validation(
     expected_rbac = (
         ["Role", "RoleBinding"] if mode == "namespaced" else ["ClusterRole", "ClusterRoleBinding"]
     )
+    expected_rbac += ["Role", "RoleBinding"]  # the leader-election Lease
     webhook = [
         "MutatingWebhookConfiguration",
         "Secret",
@@ -142,9 +143,11 @@ def _granted(cluster: Cluster, namespace: str) -> set[tuple[str, str, str]]:
         "--set",
         f"watchNamespaces={{{namespace}}}",
     ).stdout
-    role = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Role")
+    roles = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Role"]
+    assert len(roles) == 2, "the watched namespace's Role and the leader-election Role"
     return {
         (group, resource, verb)
+        for role in roles
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
@@ -188,7 +191,15 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
     ).stdout.strip()
     as_operator = cluster.kubeconfig_with_token(f"operator-{namespace}", token)
     operator = OperatorProcess(
-        cluster, namespace, tmp_path / "operator.log", env={"KUBECONFIG": str(as_operator)}
+        cluster,
+        namespace,
+        tmp_path / "operator.log",
+        env={
+            "KUBECONFIG": str(as_operator),
+            "CEREBELUM_LEADER_ELECTION": "true",
+            "CEREBELUM_LEASE_NAMESPACE": namespace,
+            "CEREBELUM_POD_NAME": "operator-0",
+        },
     )
     operator.start()
     cluster.kubectl(

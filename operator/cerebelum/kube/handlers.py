@@ -9,6 +9,7 @@ patch every few minutes. Waiting here is a heap entry instead (see ``workqueue``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ import kopf
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.kube import metrics
 from cerebelum.kube.client import KubeClient, connect
+from cerebelum.kube.leader import LeaderElector
 from cerebelum.kube.runtime import Runtime
 from cerebelum.kube.settings import OperatorSettings
 
@@ -42,6 +44,19 @@ async def start(
         )
     api = await connect()
     runtime = Runtime(KubeClient(api, operator_settings.component), operator_settings)
+    if operator_settings.leader_election:
+        runtime.leading = False
+        elector = LeaderElector(
+            api,
+            operator_settings.lease_namespace,
+            operator_settings.lease_name,
+            operator_settings.identity,
+            lease_seconds=operator_settings.lease_seconds,
+            renew_seconds=operator_settings.renew_seconds,
+            on_change=runtime.set_leading,
+        )
+        memo["elector"] = elector
+        memo["election"] = asyncio.create_task(elector.run(), name="cerebelum-leader-election")
     runtime.start()
     if operator_settings.metrics_port is not None:
         metrics.serve(
@@ -56,6 +71,10 @@ async def start(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    election = memo.get("election")
+    if election is not None:
+        election.cancel()
+        await memo["elector"].release()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()

@@ -137,6 +137,8 @@ class Runtime:
         self.results: dict[Key, list[ActionResult]] = {}
         self.tasks: dict[Key, dict[str, tuple[ActionCall, asyncio.Task[ActionResult]]]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        #: Only a leader reconciles (always true without leader election).
+        self.leading = True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -144,6 +146,20 @@ class Runtime:
         self._loops.append(asyncio.create_task(self.scheduler.run(), name="cerebelum-scheduler"))
         for index in range(self.settings.workers):
             self._loops.append(asyncio.create_task(self._work(), name=f"cerebelum-worker-{index}"))
+
+    def set_leading(self, leading: bool) -> None:
+        """Leadership changed. A new leader looks at every workflow (resuming lost attempts
+        and timers); a former leader stops its actions, since the new one re-issues them."""
+        self.leading = leading
+        if leading:
+            for key in list(self.bodies):
+                self.queue.add(key)
+            return
+        for steps in self.tasks.values():
+            for _, task in steps.values():
+                task.cancel()
+        self.tasks.clear()
+        self.results.clear()
 
     async def stop(self) -> None:
         pending: list[asyncio.Task[Any]] = list(self._loops)
@@ -193,7 +209,7 @@ class Runtime:
 
     async def reconcile(self, key: Key) -> None:
         body = self.bodies.get(key)
-        if body is None:
+        if body is None or not self.leading:
             return
         now = datetime.datetime.now(datetime.UTC)
         meta = body["metadata"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 ANNOTATION_PREFIX = "cerebelum.io/"
@@ -25,6 +26,14 @@ class OperatorSettings:
     inline_local_actions: bool = True
     #: Default endpoint of digitalocean actions (tests point it at a local fake).
     digitalocean_endpoint: str = "https://api.digitalocean.com"
+    #: Several replicas: only the holder of a Lease (in lease_namespace) reconciles.
+    leader_election: bool = False
+    lease_namespace: str = "default"
+    lease_name: str = "cerebelum-operator"
+    #: This replica's name in the Lease (the pod name in a cluster).
+    identity: str = ""
+    lease_seconds: float = 15.0
+    renew_seconds: float = 5.0
     #: Serve Prometheus metrics on this port; None: no metrics endpoint.
     metrics_port: int | None = None
     #: Serve the approver webhook (HTTPS) on this port; None: no webhook.
@@ -44,6 +53,14 @@ class OperatorSettings:
             digitalocean_endpoint=os.environ.get(
                 "CEREBELUM_DIGITALOCEAN_ENDPOINT", cls.digitalocean_endpoint
             ),
+            leader_election=os.environ.get("CEREBELUM_LEADER_ELECTION", "false").lower()
+            in ("1", "true", "yes"),
+            lease_namespace=os.environ.get("CEREBELUM_LEASE_NAMESPACE", cls.lease_namespace),
+            lease_name=os.environ.get("CEREBELUM_LEASE_NAME", cls.lease_name),
+            identity=os.environ.get("CEREBELUM_POD_NAME")
+            or f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=float(os.environ.get("CEREBELUM_LEASE_SECONDS", cls.lease_seconds)),
+            renew_seconds=float(os.environ.get("CEREBELUM_LEASE_RENEW_SECONDS", cls.renew_seconds)),
             metrics_port=int(os.environ["CEREBELUM_METRICS_PORT"])
             if os.environ.get("CEREBELUM_METRICS_PORT")
             else None,
