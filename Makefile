@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv binaries lint typecheck unit test demo crds devcluster clean
+.PHONY: help venv binaries lint typecheck unit test demo e2e-kind devcluster clean
 
 help:
 	@echo "make demo   - start a local control plane, run the operator and a sample workflow"
@@ -38,6 +38,10 @@ test: binaries lint typecheck
 
 demo: binaries
 	$(BIN)/python -m cerebelum.devcluster run -- $(BIN)/python hack/demo.py
+
+# For users with Docker and kind: the image in a kind cluster, then the same suite against it.
+e2e-kind: binaries
+	bash hack/e2e-kind.sh
 
 # A control plane to poke at by hand: prints the KUBECONFIG to export; Ctrl-C stops it.
 devcluster: binaries

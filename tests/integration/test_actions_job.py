@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fakes import job_controller as jobs
 from tests.harness import Cluster
 from tests.harness.cluster import eventually
@@ -9,6 +11,12 @@ from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import get, wait_for_phase, wait_for_step_phase, workflow
 
 SECRET = "job-secret-value-never-read-by-the-operator"
+
+
+@pytest.fixture(autouse=True)
+def _fake_controller_needed(cluster: Cluster) -> None:
+    if not cluster.is_local:
+        pytest.skip("plays the job controller, which a real cluster runs itself")
 
 
 def job_step(**extra: object) -> dict[str, object]:

@@ -37,3 +37,12 @@ def test_staging_modules_all_map_to_the_same_release() -> None:
 def test_etcd_is_the_one_kubernetes_names() -> None:
     go_sum = (tools_dir() / "kubernetes" / "go.sum").read_text()
     assert f"go.etcd.io/etcd/client/v3 {ETCD_VERSION} " in go_sum
+
+
+def test_e2e_kind_script_parses() -> None:
+    """`make e2e-kind` cannot run here (no Docker); at least its script must parse."""
+    import subprocess
+
+    script = tools_dir().parents[0] / "e2e-kind.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
