@@ -6,6 +6,7 @@ come from the environment, which the Helm chart sets:
     CEREBELUM_WATCH_NAMESPACES   comma-separated namespaces; empty: all namespaces
     CEREBELUM_LIVENESS_PORT      serve /healthz on this port (unset: no endpoint)
     CEREBELUM_LOG_FORMAT         plain, full or json
+    CEREBELUM_LOG_LEVEL          debug, info (default) or warning
     CEREBELUM_LEADER_ELECTION    true: several replicas, only the Lease holder works
     CEREBELUM_LEASE_NAMESPACE    where the Lease lives (the operator's namespace)
     CEREBELUM_POD_NAME           this replica's name in the Lease
@@ -37,6 +38,7 @@ def run_operator() -> int:
         namespaces,
         liveness_port=int(port) if port else None,
         log_format=os.environ.get("CEREBELUM_LOG_FORMAT") or None,
+        log_level=os.environ.get("CEREBELUM_LOG_LEVEL") or None,
         webhooks=bool(os.environ.get("CEREBELUM_WEBHOOK_PORT")),
     )
     os.execv(argv[0], argv)  # replace this process: signals reach Kopf directly

@@ -44,5 +44,7 @@ def test_e2e_kind_script_parses() -> None:
     import subprocess
 
     script = tools_dir().parents[0] / "e2e-kind.sh"
-    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["bash", "-n", str(script)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr

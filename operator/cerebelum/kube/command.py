@@ -15,6 +15,7 @@ def operator_argv(
     standalone: bool = True,
     liveness_port: int | None = None,
     log_format: str | None = None,
+    log_level: str | None = None,
     webhooks: bool = False,
 ) -> list[str]:
     """``kopf run`` on our handlers, for some namespaces or all of them.
@@ -34,4 +35,7 @@ def operator_argv(
         argv.append(f"--liveness=http://0.0.0.0:{liveness_port}/healthz")
     if log_format:
         argv.append(f"--log-format={log_format}")
+    level_flag = {"debug": "--debug", "warning": "--quiet"}.get((log_level or "").lower())
+    if level_flag:
+        argv.append(level_flag)
     return argv
