@@ -7,6 +7,7 @@ It wraps either the local control plane or an existing cluster named by
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -115,6 +116,13 @@ class Cluster:
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return path
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for a server a test is about to start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.1) -> T:

@@ -12,6 +12,7 @@ import yaml
 
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
+from tests.harness.cluster import free_port
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase, workflow
 
@@ -97,9 +98,7 @@ def test_http_timeout_is_per_attempt_and_retryable(
 def test_http_unreachable_endpoint_fails_clearly(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
+    port = free_port()
     cluster.apply(
         workflow("down", [{"name": "call", "http": {"url": f"http://127.0.0.1:{port}/"}}]),
         namespace,
@@ -195,12 +194,6 @@ def test_missing_secret_fails_the_step_with_a_clear_message(
 # -- tcp ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_tcp_reachable_port(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -219,7 +212,7 @@ def test_tcp_reachable_port(cluster: Cluster, namespace: str, operator: Operator
 def test_tcp_refused_then_reachable_with_retry(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    port = _free_port()
+    port = free_port()
     cluster.apply(
         workflow(
             "late",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from cerebelum.devcluster.pki import CertificateAuthority
 from cerebelum.kube.approvers import webhook_configurations
 from tests.harness import Cluster
+from tests.harness.cluster import free_port
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase, wait_for_step_phase, workflow
 
@@ -26,9 +26,7 @@ def webhook_operator(
     pki.mkdir()
     ca = CertificateAuthority(pki)
     serving = ca.issue("webhook", "cerebelum-webhook", server_ips=("127.0.0.1",))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     operator = OperatorProcess(
         cluster,
         namespace,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -24,7 +23,7 @@ from cerebelum.kube.approvers import webhook_configurations
 from tests.fakes import job_controller as jobs
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
-from tests.harness.cluster import eventually
+from tests.harness.cluster import eventually, free_port
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase, workflow
 
@@ -282,9 +281,7 @@ def test_image_entrypoint_runs_the_operator_from_environment_settings(
     cluster: Cluster, crds: None, namespace: str, tmp_path: Path, clean_install: Path
 ) -> None:
     """`cerebelum operator` from a clean install, configured the way the chart configures it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import Cluster
-from tests.harness.cluster import eventually
+from tests.harness.cluster import eventually, free_port
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase, workflow
 
@@ -27,9 +26,7 @@ def _scrape(port: int) -> dict[str, float]:
 def test_metrics_show_workflows_steps_polls_approvals_errors_and_api_requests(
     cluster: Cluster, crds: None, namespace: str, tmp_path: Path
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     operator = OperatorProcess(
         cluster, namespace, tmp_path / "operator.log", env={"CEREBELUM_METRICS_PORT": str(port)}
     )
