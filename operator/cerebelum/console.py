@@ -1,0 +1,144 @@
+"""What the ``cerebelum`` command prints: tables, step status with time remaining, progress.
+
+Pure functions of a Workflow object and ``now``, so they are tested without a cluster.
+Time remaining is what Cerebelum's status API called ``sleep_info`` / ``approval_info``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from cerebelum.api.durations import parse_time
+
+FINISHED = ("Succeeded", "Failed", "Cancelled")
+
+
+def human(seconds: float) -> str:
+    """3725 -> '1h2m5s'; sub-second values keep one decimal."""
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs or not whole else "",
+    ]
+    return "".join(parts) or "0s"
+
+
+def _age(obj: dict[str, Any], now: datetime.datetime) -> str:
+    created = obj.get("metadata", {}).get("creationTimestamp")
+    return human((now - parse_time(created)).total_seconds()) if created else "?"
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def workflow_table(
+    items: list[dict[str, Any]], now: datetime.datetime, *, namespaces: bool = False
+) -> str:
+    head = ["NAMESPACE"] if namespaces else []
+    rows = [[*head, "NAME", "PHASE", "STEP", "PROGRESS", "AGE"]]
+    for obj in items:
+        status = obj.get("status") or {}
+        ns = [obj["metadata"]["namespace"]] if namespaces else []
+        rows.append(
+            [
+                *ns,
+                obj["metadata"]["name"],
+                status.get("phase", "Pending"),
+                status.get("currentStep") or "",
+                status.get("progress") or "",
+                _age(obj, now),
+            ]
+        )
+    return table(rows)
+
+
+def _waiting_for(step: dict[str, Any], now: datetime.datetime) -> str:
+    """What a step waits for, and for how long still."""
+
+    def until(stamp: str | None, what: str) -> str:
+        if not stamp:
+            return what
+        left = (parse_time(stamp) - now).total_seconds()
+        return f"{what} until {stamp} ({human(max(left, 0))} left)"
+
+    phase = step.get("phase")
+    if phase == "Sleeping":
+        return until(step.get("sleepUntil"), "sleeping")
+    if phase == "WaitingForApproval":
+        approval = step.get("approval") or {}
+        text = until(approval.get("deadline"), "waiting for approval")
+        return f"{text}: {approval['message']}" if approval.get("message") else text
+    if phase in ("Polling", "Retrying"):
+        return until(step.get("nextAttemptAt"), "next attempt")
+    if phase == "Failed" and step.get("error"):
+        return f"{step['error'].get('errorClass')}: {step['error'].get('message')}"
+    approval = step.get("approval") or {}
+    if approval.get("decision"):
+        by = f" by {approval['decidedBy']}" if approval.get("decidedBy") else ""
+        return f"{approval['decision'].lower()}{by}"
+    return ""
+
+
+def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
+    status = obj.get("status") or {}
+    name = obj["metadata"]["name"]
+    lines = [
+        f"Workflow {obj['metadata']['namespace']}/{name}: {status.get('phase', 'Pending')} "
+        f"({status.get('progress') or '0/' + str(len(obj['spec']['steps']))})"
+    ]
+    if status.get("message"):
+        lines.append(f"  {status['message']}")
+    if status.get("nextWakeAt"):
+        left = (parse_time(status["nextWakeAt"]) - now).total_seconds()
+        lines.append(f"  next wake-up: {status['nextWakeAt']} ({human(max(left, 0))} left)")
+    rows = [["STEP", "PHASE", "ATTEMPTS", "DETAIL"]]
+    for spec_step in obj["spec"]["steps"]:
+        step = (status.get("steps") or {}).get(spec_step["name"]) or {}
+        rows.append(
+            [
+                spec_step["name"],
+                step.get("phase", "Pending"),
+                str(step.get("attempts", 0)),
+                _waiting_for(step, now),
+            ]
+        )
+    lines.append("")
+    lines.append(table(rows))
+    return "\n".join(lines)
+
+
+def progress_line(obj: dict[str, Any], width: int = 24) -> str:
+    status = obj.get("status") or {}
+    total = len(obj["spec"]["steps"])
+    done = int((status.get("progress") or f"0/{total}").split("/")[0])
+    filled = round(width * done / total) if total else width
+    bar = "=" * filled + (">" if filled < width else "") + " " * max(width - filled - 1, 0)
+    current = status.get("currentStep")
+    where = f" {current}" if current and status.get("phase") not in FINISHED else ""
+    return f"[{bar}] {done}/{total} {status.get('phase', 'Pending')}{where}"
+
+
+def history_table(obj: dict[str, Any]) -> str:
+    rows = [["TIME", "STEP", "PHASE", "REASON", "MESSAGE"]]
+    for entry in (obj.get("status") or {}).get("history") or []:
+        rows.append(
+            [
+                entry["time"],
+                entry.get("step") or "-",
+                entry["phase"],
+                entry["reason"],
+                entry.get("message") or "",
+            ]
+        )
+    return table(rows)
