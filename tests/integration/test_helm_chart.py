@@ -15,6 +15,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,6 +32,19 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "cerebelum-operator"
 RELEASE = "cerebelum-operator"
 
 
+def _template(cluster: Cluster, *args: str) -> str:
+    """The chart as `helm template` renders it with ``args`` (flags and --set values)."""
+    return cluster.helm("template", RELEASE, str(CHART), *args).stdout
+
+
+def _docs(cluster: Cluster, *args: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(_template(cluster, *args)) if d]
+
+
+def _namespaced(namespace: str) -> tuple[str, ...]:
+    return ("--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}")
+
+
 def test_chart_lints_clean(cluster: Cluster) -> None:
     result = cluster.helm("lint", str(CHART), "--strict")
     assert "0 chart(s) failed" in result.stdout
@@ -41,9 +55,7 @@ def test_rendered_manifests_pass_server_side_validation(
     cluster: Cluster, namespace: str, mode: str
 ) -> None:
     values = ["--set", f"watchNamespaces={{{namespace}}}"] if mode == "namespaced" else []
-    rendered = cluster.helm(
-        "template", RELEASE, str(CHART), "--namespace", namespace, *values
-    ).stdout
+    rendered = _template(cluster, "--namespace", namespace, *values)
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
     expected_rbac = (
         ["Role", "RoleBinding"] if mode == "namespaced" else ["ClusterRole", "ClusterRoleBinding"]
@@ -64,19 +76,10 @@ def test_rendered_manifests_pass_server_side_validation(
 
 def test_chart_webhooks_match_the_operators_definition(cluster: Cluster, namespace: str) -> None:
     """The chart's webhook configurations are the ones the webhook tests run against."""
-    rendered = cluster.helm(
-        "template",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--set",
-        f"watchNamespaces={{{namespace}}}",
-    ).stdout
     charted = {
         d["kind"]: d["webhooks"][0]
-        for d in yaml.safe_load_all(rendered)
-        if d and d["kind"].endswith("WebhookConfiguration")
+        for d in _docs(cluster, *_namespaced(namespace))
+        if d["kind"].endswith("WebhookConfiguration")
     }
     expected = {
         d["kind"]: d["webhooks"][0]
@@ -98,27 +101,21 @@ def test_chart_webhooks_match_the_operators_definition(cluster: Cluster, namespa
 
 
 def test_optional_parts_render(cluster: Cluster) -> None:
-    rendered = cluster.helm(
-        "template",
-        RELEASE,
-        str(CHART),
-        "--set",
-        "webhook.certManager.enabled=true",
-        "--set",
-        "metrics.serviceMonitor.enabled=true",
-    ).stdout
-    kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
+    kinds = {
+        d["kind"]
+        for d in _docs(
+            cluster,
+            "--set",
+            "webhook.certManager.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        )
+    }
     assert {"Certificate", "Issuer", "ServiceMonitor"} <= kinds and "Secret" not in kinds
-    bare = cluster.helm(
-        "template",
-        RELEASE,
-        str(CHART),
-        "--set",
-        "webhook.enabled=false",
-        "--set",
-        "metrics.enabled=false",
-    ).stdout
-    bare_kinds = {d["kind"] for d in yaml.safe_load_all(bare) if d}
+    bare_kinds = {
+        d["kind"]
+        for d in _docs(cluster, "--set", "webhook.enabled=false", "--set", "metrics.enabled=false")
+    }
     assert not bare_kinds & {
         "Service",
         "Secret",
@@ -133,16 +130,7 @@ def test_values_schema_refuses_bad_values(cluster: Cluster) -> None:
 
 
 def _granted(cluster: Cluster, namespace: str) -> set[tuple[str, str, str]]:
-    rendered = cluster.helm(
-        "template",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--set",
-        f"watchNamespaces={{{namespace}}}",
-    ).stdout
-    roles = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Role"]
+    roles = [d for d in _docs(cluster, *_namespaced(namespace)) if d["kind"] == "Role"]
     assert len(roles) == 2, "the watched namespace's Role and the leader-election Role"
     return {
         (group, resource, verb)

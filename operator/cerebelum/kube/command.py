@@ -12,7 +12,6 @@ WEBHOOKS_MODULE = "cerebelum.kube.webhooks"
 def operator_argv(
     namespaces: str | Sequence[str] | None = None,
     *,
-    standalone: bool = True,
     liveness_port: int | None = None,
     log_format: str | None = None,
     log_level: str | None = None,
@@ -20,8 +19,8 @@ def operator_argv(
 ) -> list[str]:
     """``kopf run`` on our handlers, for some namespaces or all of them.
 
-    ``standalone`` skips Kopf's peering (no peering resource needed); a multi-replica
-    deployment turns it off so that only one replica processes at a time.
+    Always ``--standalone``: replicas are coordinated by this operator's own Lease
+    (``cerebelum.kube.leader``), not by Kopf's peering.
     """
     if isinstance(namespaces, str):
         namespaces = [namespaces]
@@ -29,8 +28,7 @@ def operator_argv(
     if webhooks:
         argv += ["-m", WEBHOOKS_MODULE]
     argv += [f"--namespace={ns}" for ns in namespaces or []] or ["--all-namespaces"]
-    if standalone:
-        argv.append("--standalone")
+    argv.append("--standalone")
     if liveness_port is not None:
         argv.append(f"--liveness=http://0.0.0.0:{liveness_port}/healthz")
     if log_format:
