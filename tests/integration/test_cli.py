@@ -67,6 +67,8 @@ def test_status_approve_watch_and_history(
         text=True,
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
     )
+    assert watch.stdout is not None
+    first = watch.stdout.readline()  # approve only once watch has shown the waiting state
     approve = cli(
         cluster,
         namespace,
@@ -79,9 +81,10 @@ def test_status_approve_watch_and_history(
         '{"ticket": 7}',
     )
     assert approve.returncode == 0, approve.stderr
-    out, err = watch.communicate(timeout=60)
+    rest, err = watch.communicate(timeout=60)
+    out = first + rest
     assert watch.returncode == 0, err
-    assert "WaitingForApproval go_live" in out and out.strip().splitlines()[-1].endswith(
+    assert "WaitingForApproval go_live" in first and out.strip().splitlines()[-1].endswith(
         "3/3 Succeeded"
     )
     done = wait_for_phase(cluster, namespace, "release", "Succeeded")
