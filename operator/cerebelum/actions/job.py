@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import re
 from typing import Any
 
 from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.naming import attempt_name, label_value
 from cerebelum.api import API_VERSION, KIND
 
 _WATCH_SECONDS = 60
@@ -27,18 +26,7 @@ _LABEL_STEP = "cerebelum.io/step"
 
 
 def job_name(context: ActionContext) -> str:
-    """A DNS-1123 name, unique per attempt and the same when the attempt is re-issued."""
-    digest = hashlib.sha256(f"{context.idempotency_key}/{context.attempt}".encode()).hexdigest()[:8]
-    stem = (
-        re.sub(r"[^a-z0-9-]+", "-", f"{context.workflow}-{context.step}".lower())
-        .strip("-")[:52]
-        .strip("-")
-    )
-    return f"{stem}-{digest}"
-
-
-def _label(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:63].strip("-_.")
+    return attempt_name(context)
 
 
 def build_job(name: str, params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
@@ -64,8 +52,8 @@ def build_job(name: str, params: dict[str, Any], context: ActionContext) -> dict
         if params.get(key):
             container[key] = params[key]
     labels = {
-        _LABEL_WORKFLOW: _label(context.workflow),
-        _LABEL_STEP: _label(context.step),
+        _LABEL_WORKFLOW: label_value(context.workflow),
+        _LABEL_STEP: label_value(context.step),
         "cerebelum.io/visit": str(context.visit),
         "cerebelum.io/attempt": str(context.attempt),
     }
@@ -129,18 +117,17 @@ async def _wait(batch: Any, namespace: str, name: str) -> tuple[str, str]:
         outcome = _finished(job)
         if outcome:
             return outcome
-        stream = watch.Watch()
-        async for event in stream.stream(
-            batch.list_namespaced_job,
-            namespace,
-            field_selector=f"metadata.name={name}",
-            resource_version=job.metadata.resource_version,
-            timeout_seconds=_WATCH_SECONDS,
-        ):
-            outcome = _finished(event["object"])
-            if outcome:
-                stream.stop()
-                return outcome
+        async with watch.Watch() as stream:  # the context closes its connection and session
+            async for event in stream.stream(
+                batch.list_namespaced_job,
+                namespace,
+                field_selector=f"metadata.name={name}",
+                resource_version=job.metadata.resource_version,
+                timeout_seconds=_WATCH_SECONDS,
+            ):
+                outcome = _finished(event["object"])
+                if outcome:
+                    return outcome
 
 
 async def _termination_output(core: Any, namespace: str, name: str) -> Any:
