@@ -1,5 +1,8 @@
 """The ``cerebelum`` command (also ``kubectl cerebelum``, as a kubectl plugin).
 
+    cerebelum render MODULE:WORKFLOW [--inputs JSON] [--input K=V]   print the Workflow manifest
+    cerebelum apply MODULE:WORKFLOW [...] [--watch]   render and create it
+    cerebelum worker [--queue Q] MODULE...    run the Python steps of a queue
     cerebelum list [-A]                       workflows with phase, current step and progress
     cerebelum status NAME                     every step, with deadlines and time remaining
     cerebelum watch NAME                      live progress until the end; exit 0 only on success
@@ -96,6 +99,23 @@ class Workflows:
             )
         return list(result["items"])
 
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        name = manifest["metadata"].get("name") or manifest["metadata"].get("generateName")
+        try:
+            result: dict[str, Any] = await self._custom.create_namespaced_custom_object(
+                "cerebelum.io", "v1alpha1", self.namespace, "workflows", manifest
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise UserError(
+                    f"workflow {self.namespace}/{name} already exists: delete it, or give "
+                    "--name (or --generate-name) for a new run"
+                ) from None
+            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
+        return result
+
     async def annotate(self, name: str, annotations: dict[str, str]) -> None:
         from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -112,20 +132,23 @@ class Workflows:
         except ApiException as exc:
             raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
 
-    async def watch(self, name: str, timeout: float) -> Any:
+    async def watch(self, name: str, since: str, timeout: float) -> Any:
+        """Changes of one workflow after resourceVersion ``since``, for up to ``timeout``."""
         from kubernetes_asyncio import watch
 
-        stream = watch.Watch()
-        async for event in stream.stream(
-            self._custom.list_namespaced_custom_object,
-            "cerebelum.io",
-            "v1alpha1",
-            self.namespace,
-            "workflows",
-            field_selector=f"metadata.name={name}",
-            timeout_seconds=int(timeout),
-        ):
-            yield event["object"]
+        async with watch.Watch() as stream:  # closes its connection and session
+            async for event in stream.stream(
+                self._custom.list_namespaced_custom_object,
+                "cerebelum.io",
+                "v1alpha1",
+                self.namespace,
+                "workflows",
+                field_selector=f"metadata.name={name}",
+                resource_version=since,
+                timeout_seconds=max(int(timeout), 1),
+            ):
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    yield event["object"]
 
 
 def _api_message(exc: Any, what: str) -> str:
@@ -200,34 +223,107 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"workflow {namespace}/{args.name}: cancel requested")
         elif command == "watch":
             return await _watch(workflows, args.name, args.timeout)
+        elif command == "apply":
+            manifest = _render(args, namespace)
+            if args.generate_name:
+                meta = manifest["metadata"]
+                meta["generateName"] = f"{meta.pop('name')[:57]}-"
+            created = await workflows.create(manifest)
+            print(f"workflow {namespace}/{created['metadata']['name']} created")
+            if args.watch:
+                return await _watch(workflows, created["metadata"]["name"], args.timeout)
     return 0
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    if args.inputs:
+        try:
+            given = json.loads(args.inputs)
+        except ValueError as exc:
+            raise UserError(f"--inputs is not JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise UserError("--inputs must be a JSON object")
+        inputs.update(given)
+    for item in args.input or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--input {item!r}: expected KEY=VALUE")
+        try:
+            inputs[key] = json.loads(value)
+        except ValueError:
+            inputs[key] = value
+    return inputs
+
+
+def _render(args: argparse.Namespace, namespace: str | None) -> dict[str, Any]:
+    from cerebelum.sdk.loader import load_object
+    from cerebelum.sdk.steps import DefinitionError
+    from cerebelum.sdk.workflow import WorkflowDef
+
+    try:
+        definition = load_object(args.target)
+    except DefinitionError as exc:
+        raise UserError(str(exc)) from None
+    except (ImportError, FileNotFoundError, ValueError) as exc:
+        raise UserError(f"cannot load {args.target}: {exc}") from None
+    if not isinstance(definition, WorkflowDef):
+        raise UserError(f"{args.target} is not a @workflow")
+    try:
+        return definition.render(_inputs(args), name=args.name, namespace=namespace)
+    except DefinitionError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _print_manifest(manifest: dict[str, Any], output: str) -> None:
+    if output == "json":
+        print(json.dumps(manifest, indent=2))
+        return
+    import yaml
+
+    print(yaml.safe_dump(manifest, sort_keys=False, width=100), end="")
 
 
 async def _watch(workflows: Workflows, name: str, timeout: float) -> int:
     """Print a progress line at every change; the exit code says how it ended."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     last = ""
-    obj = await workflows.get(name)
-    while True:
+
+    def show(obj: dict[str, Any]) -> int | None:
+        """Print the progress if it changed; the exit code once the workflow has ended."""
+        nonlocal last
         line = console.progress_line(obj)
         if line != last:
             print(line, flush=True)
             last = line
         phase = (obj.get("status") or {}).get("phase")
-        if phase in console.FINISHED:
-            message = (obj.get("status") or {}).get("message")
-            if phase != "Succeeded" and message:
-                print(message, file=sys.stderr)
-            return 0 if phase == "Succeeded" else EXIT_FAILED
-        remaining = deadline - asyncio.get_running_loop().time()
+        if phase not in console.FINISHED:
+            return None
+        message = (obj.get("status") or {}).get("message")
+        if phase != "Succeeded" and message:
+            print(message, file=sys.stderr)
+        return 0 if phase == "Succeeded" else EXIT_FAILED
+
+    obj = await workflows.get(name)
+    while True:
+        code = show(obj)
+        if code is not None:
+            return code
+        remaining = deadline - loop.time()
         if remaining <= 0:
+            phase = (obj.get("status") or {}).get("phase")
             print(f"still {phase} after {console.human(timeout)}", file=sys.stderr)
             return EXIT_FAILED
-        async for changed in workflows.watch(name, min(remaining, 300)):
+        # One watch from the version shown: every change arrives, nothing is polled.
+        async for changed in workflows.watch(
+            name, obj["metadata"]["resourceVersion"], min(remaining, 300)
+        ):
             obj = changed
-            break
-        else:
-            obj = await workflows.get(name)
+            code = show(obj)
+            if code is not None:
+                return code
+        obj = await workflows.get(name)  # the watch timed out or was closed: look again
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -243,6 +339,29 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("operator", help="run the operator (settings from the environment)")
+    from cerebelum.worker.main import add_arguments
+
+    add_arguments(sub.add_parser("worker", help="run the Python steps of a queue"))
+    rendering = argparse.ArgumentParser(add_help=False)
+    rendering.add_argument("target", help="MODULE:WORKFLOW, e.g. deploy.py:deploy_workflow")
+    rendering.add_argument("--inputs", help="workflow inputs as a JSON object")
+    rendering.add_argument(
+        "--input",
+        action="append",
+        help="one input as KEY=VALUE (VALUE parsed as JSON if it can be)",
+    )
+    rendering.add_argument("--name", help="the Workflow's name (default: the function's)")
+    render = sub.add_parser("render", parents=[rendering], help="print the Workflow manifest")
+    render.add_argument("-n", "--namespace", help="put this namespace in the manifest")
+    render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    apply = sub.add_parser(
+        "apply", parents=[common, rendering], help="render a workflow and create it"
+    )
+    apply.add_argument(
+        "--generate-name", action="store_true", help="add a random suffix to the name"
+    )
+    apply.add_argument("--watch", action="store_true", help="then follow it, like `watch`")
+    apply.add_argument("--timeout", type=float, default=3600.0, help="for --watch (seconds)")
     listing = sub.add_parser("list", aliases=["get"], parents=[common], help="list workflows")
     listing.add_argument("-A", "--all-namespaces", action="store_true")
     for name, text in (
@@ -284,12 +403,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "operator":
         return run_operator()
     try:
+        if args.command == "render":
+            _print_manifest(_render(args, args.namespace), args.output)
+            return 0
+        if args.command == "worker":
+            return _run_worker(args)
         return asyncio.run(_run(args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from cerebelum.sdk.steps import DefinitionError
+    from cerebelum.worker.main import serve
+
+    logging.basicConfig(
+        level=os.environ.get("CEREBELUM_LOG_LEVEL", "INFO").upper(),
+        format="[%(asctime)s] %(name)-16s [%(levelname)-7s] %(message)s",
+    )
+    # Client libraries of step code (pydo's azure-core) log every request at INFO.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(serve(args))
+    except DefinitionError as exc:
+        raise UserError(str(exc)) from None
+    except (ImportError, FileNotFoundError) as exc:
+        raise UserError(f"cannot load the step modules: {exc}") from None
 
 
 if __name__ == "__main__":
