@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from cerebelum.api.crd import CRD_FILE, OUTPUTS, build_crd, render
+from cerebelum.api.crd import OUTPUTS, build_crd, build_steprun_crd, render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("folder", OUTPUTS)
 def test_generated_crds_are_up_to_date(folder: str) -> None:
-    on_disk = (ROOT / folder / CRD_FILE).read_text()
-    assert on_disk == render(), (
+    expected = render_all()
+    on_disk = {p.name: p.read_text() for p in (ROOT / folder).glob("*.yaml")}
+    assert on_disk == expected, (
         f"{folder}/ is stale: run `python -m cerebelum.api.crd` and commit the result"
     )
 
@@ -32,8 +35,9 @@ def _walk(node: object, path: str = "") -> list[tuple[str, dict[str, object]]]:
     return found
 
 
-def test_every_field_is_described_and_structural() -> None:
-    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+@pytest.mark.parametrize("build", [build_crd, build_steprun_crd])
+def test_every_field_is_described_and_structural(build: Callable[[], dict[str, Any]]) -> None:
+    schema = build()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema["properties"]["spec"], "spec") + _walk(
         schema["properties"]["status"], "status"
     ):

@@ -7,6 +7,7 @@ from cerebelum.actions.base import Action, ActionContext, ActionError, execute
 from cerebelum.actions.digitalocean import digitalocean
 from cerebelum.actions.http import http
 from cerebelum.actions.job import job
+from cerebelum.actions.python import python
 from cerebelum.actions.tcp import tcp
 
 REGISTRY: dict[str, Action] = {
@@ -16,6 +17,7 @@ REGISTRY: dict[str, Action] = {
     "tcp": tcp,
     "digitalocean": digitalocean,
     "job": job,
+    "python": python,
 }
 
 __all__ = ["REGISTRY", "Action", "ActionContext", "ActionError", "execute"]

@@ -62,6 +62,22 @@ class ActionContext:
     digitalocean_endpoint: str = "https://api.digitalocean.com"
     #: The operator's Kubernetes API client (a kubernetes_asyncio ApiClient), for job steps.
     kube: Any = None
+    #: The workflow's inputs (handed to Python steps as context.inputs).
+    inputs: dict[str, Any] = field(default_factory=dict)
+    #: The step's approval record, if it has a gate (context.approval of Python steps).
+    approval: dict[str, Any] | None = None
+    #: The limit for this attempt (the step's timeout), if any.
+    timeout: datetime.timedelta | None = None
+    #: Where finished StepRuns arrive from the operator's watch (python steps).
+    stepruns: Any = None
+
+
+@dataclass(frozen=True)
+class CheckedOutput:
+    """An output together with conditions evaluated on it elsewhere (by a worker)."""
+
+    value: Any
+    checks: dict[str, bool]
 
 
 class Action(Protocol):
@@ -130,6 +146,14 @@ async def _attempt(action: Action, call: ActionCall, context: ActionContext) -> 
                 retryable=False,
             )
         )
+    checks = None
+    if isinstance(output, CheckedOutput):
+        output, checks = output.value, output.checks
     return ActionResult(
-        step=call.step, visit=call.visit, attempt=call.attempt, ok=True, output=output
+        step=call.step,
+        visit=call.visit,
+        attempt=call.attempt,
+        ok=True,
+        output=output,
+        checks=checks,
     )

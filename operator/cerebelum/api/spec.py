@@ -20,7 +20,7 @@ StepName = Annotated[str, Field(pattern=STEP_NAME_PATTERN, min_length=1, max_len
 Expression = Annotated[str, Field(min_length=1, max_length=1024)]
 
 #: Action kinds a step may carry; at most one per step.
-ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean", "job")
+ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean", "job", "python")
 
 
 def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
@@ -213,6 +213,46 @@ class JobAction(ApiModel):
     )
 
 
+QUEUE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class PythonAction(ApiModel):
+    """Action: call a Python function that a ``cerebelum worker`` process has loaded. The
+    operator never imports user code: it creates a StepRun resource, one worker of the queue
+    claims it, runs the function and writes the result back. The function's return value is
+    the step's output; an exception fails the attempt with the exception's type as error class
+    (retryable, so retry applies). Steps written with the cerebelum SDK render to this."""
+
+    function: str = Field(
+        min_length=3,
+        max_length=512,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$",
+        description="The function as module:name, e.g. deploy:create_droplet.",
+    )
+    queue: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=QUEUE_PATTERN,
+        description="Worker queue that runs it (default: default).",
+    )
+    arguments: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Keyword arguments after the context, e.g. {inputs: '${{ inputs }}', "
+            "create_droplet: '${{ steps.create_droplet.output }}'}."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    checks: list[Annotated[str, Field(pattern=STEP_NAME_PATTERN, max_length=63)]] | None = Field(
+        default=None,
+        max_length=8,
+        description=(
+            "Python conditions registered with the function (e.g. poll, branch) that the worker "
+            "evaluates on the output; read in expressions as checks.NAME."
+        ),
+    )
+
+
 class SleepSpec(
     ApiModel,
     json_schema_extra=rules(
@@ -318,7 +358,10 @@ class PollSpec(
     Between attempts nothing runs: the next attempt time is a deadline in status."""
 
     until: Expression = Field(
-        description="CEL condition on `output` (and `attempt`); the poll ends when true."
+        description=(
+            "CEL condition on `output` (and `attempt`, and `checks` of python steps); the poll "
+            "ends when true."
+        )
     )
     interval: Duration = Field(
         description="Time between the end of one attempt and the start of the next."
@@ -398,7 +441,10 @@ class NextRule(
 
     when: Expression | None = Field(
         default=None,
-        description="CEL on `output`, `error` (null on success) and `phase`. Unset: always.",
+        description=(
+            "CEL on `output`, `error` (null on success), `phase` and `checks` (python steps). "
+            "Unset: always."
+        ),
     )
     goto: StepName | None = Field(
         default=None,
@@ -475,6 +521,9 @@ class Step(
     )
     job: JobAction | None = Field(
         default=None, description="Action: run a container as a Kubernetes Job."
+    )
+    python: PythonAction | None = Field(
+        default=None, description="Action: a Python function run by a cerebelum worker."
     )
     sleep: SleepSpec | None = Field(default=None, description="Wait before the rest of the step.")
     approval: ApprovalSpec | None = Field(default=None, description="Wait for a human decision.")

@@ -80,6 +80,11 @@ class ApprovalStatus(ApiModel):
     decided_at: str | None = Field(default=None, description="When it was decided.")
     reason: str | None = Field(default=None, description="The reason given with the decision.")
     message: str | None = Field(default=None, description="The approval's message for approvers.")
+    data: Any | None = Field(
+        default=None,
+        description="Data given with the approval (cerebelum.io/approval-data), for the step.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 class StepStatus(ApiModel):
@@ -112,6 +117,10 @@ class StepStatus(ApiModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     error: StepError | None = Field(default=None, description="The latest error.")
+    checks: dict[str, bool] | None = Field(
+        default=None,
+        description="Python conditions (poll, branch) the worker evaluated on the latest output.",
+    )
     message: str | None = Field(default=None, description="Human-readable detail of the phase.")
 
 

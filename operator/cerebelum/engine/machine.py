@@ -209,7 +209,12 @@ class _Run:
         }
         if name is not None:
             s = self._s(name)
-            activation["step"] = {"name": name, "attempt": s.attempts, "visit": s.visits}
+            activation["step"] = {
+                "name": name,
+                "attempt": s.attempts,
+                "visit": s.visits,
+                "approval": s.approval.to_wire() if s.approval else None,
+            }
         activation.update(extra)
         return activation
 
@@ -239,13 +244,16 @@ class _Run:
             return
         s.output = result.output
         s.error = None
+        s.checks = dict(result.checks) if result.checks else None
         if step.poll is None:
             self._succeed(step, result.output)
             return
         try:
             met = evaluate_bool(
                 step.poll.until,
-                self._activation(step.name, output=result.output, attempt=s.attempts),
+                self._activation(
+                    step.name, output=result.output, attempt=s.attempts, checks=s.checks or {}
+                ),
                 field=f"{self._field(step.name)}.poll.until",
             )
         except ExpressionError as exc:
@@ -282,6 +290,7 @@ class _Run:
         why = f": {decision.reason}" if decision.reason else ""
         if decision.approve:
             approval.decision = "Approved"
+            approval.data = decision.data
             self._event("Normal", "Approved", f"step {step.name} approved{by}{why}")
             self._after_approval(step, decision.data)
             return
@@ -617,7 +626,9 @@ class _Run:
     def _route(self, step: Step, *, failed: bool) -> None:
         s = self._s(step.name)
         error = s.error.to_wire() if (failed and s.error) else None
-        activation = self._activation(step.name, output=s.output, error=error, phase=str(s.phase))
+        activation = self._activation(
+            step.name, output=s.output, error=error, phase=str(s.phase), checks=s.checks or {}
+        )
         for index, rule in enumerate(step.next or []):
             if rule.when:
                 try:

@@ -66,6 +66,8 @@ class ActionResult:
     error: StepError | None = None
     #: Wait at least this long before retrying (e.g. an HTTP Retry-After).
     retry_after: datetime.timedelta | None = None
+    #: Python conditions a worker evaluated on the output (read as ``checks`` in CEL).
+    checks: dict[str, bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from cerebelum.actions.naming import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.api.steprun import LABEL_WORKFLOW, STEPRUN_PLURAL
 from cerebelum.kube.metrics import API_REQUESTS
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,23 @@ class KubeClient:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    async def delete_stepruns(self, namespace: str, workflow: str) -> None:
+        """Best effort: a finished workflow's StepRuns are of no more use (owner references
+        remove them too, with the workflow, where a garbage collector runs)."""
+        try:
+            with _counted("deletecollection", "stepruns"):
+                await self._custom.delete_collection_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    STEPRUN_PLURAL,
+                    label_selector=f"{LABEL_WORKFLOW}={label_value(workflow)}",
+                )
+        except ApiException as exc:
+            logger.warning(
+                "could not delete the stepruns of %s/%s: HTTP %s", namespace, workflow, exc.status
+            )
 
     async def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Best effort: an Event that cannot be posted is logged, never fatal."""

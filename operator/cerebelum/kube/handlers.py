@@ -16,6 +16,7 @@ from typing import Any, cast
 import kopf
 
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.api.steprun import STEPRUN_PLURAL
 from cerebelum.kube import metrics
 from cerebelum.kube.client import KubeClient, connect
 from cerebelum.kube.leader import LeaderElector
@@ -89,3 +90,12 @@ def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     body = event.get("object")
     if runtime is not None and isinstance(body, dict):
         runtime.observe(event.get("type"), cast(dict[str, Any], body))
+
+
+@kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL)
+def steprun_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Results of python steps: handed to the attempts waiting for them."""
+    runtime: Runtime | None = memo.get("runtime")
+    body = event.get("object")
+    if runtime is not None and isinstance(body, dict) and event.get("type") != "DELETED":
+        runtime.stepruns.observe(cast(dict[str, Any], body))

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.actions.python import StepRunResults
 from cerebelum.actions.secrets import KubeSecretSource
 from cerebelum.api.durations import format_time, parse_time
 from cerebelum.api.spec import WorkflowSpec
@@ -137,6 +138,8 @@ class Runtime:
         self.results: dict[Key, list[ActionResult]] = {}
         self.tasks: dict[Key, dict[str, tuple[ActionCall, asyncio.Task[ActionResult]]]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        #: Finished StepRuns (python steps) arrive here from the operator's watch.
+        self.stepruns = StepRunResults()
         #: Only a leader reconciles (always true without leader election).
         self.leading = True
 
@@ -294,6 +297,8 @@ class Runtime:
                 return
             if final.phase != WorkflowPhase(old_wire.get("phase", "Pending")):
                 logger.info("workflow %s/%s is %s: %s", *key, final.phase, final.message)
+                if final.phase.finished and any(s.python for s in spec.steps):
+                    await self.kube.delete_stepruns(*key)
             observe_finished_steps(spec, old_wire, final)
         if consumed:
             await self._remove_decision_annotations(body, annotations)
@@ -330,6 +335,9 @@ class Runtime:
 
     def _context(self, body: dict[str, Any], call: ActionCall) -> ActionContext:
         meta = body["metadata"]
+        # The newest copy: it holds the approval decided in the reconciliation that started us.
+        latest = self.bodies.get(_key(body), body)
+        step_status = ((latest.get("status") or {}).get("steps") or {}).get(call.step) or {}
         return ActionContext(
             namespace=meta["namespace"],
             workflow=meta["name"],
@@ -341,6 +349,10 @@ class Runtime:
             secrets=KubeSecretSource(self.kube.core, meta["namespace"]),
             digitalocean_endpoint=self.settings.digitalocean_endpoint,
             kube=self.kube.api,
+            inputs=(body.get("spec") or {}).get("inputs") or {},
+            approval=step_status.get("approval"),
+            timeout=call.timeout,
+            stepruns=self.stepruns,
         )
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:

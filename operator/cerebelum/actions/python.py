@@ -1,0 +1,189 @@
+"""The ``python`` action: hand one attempt to a ``cerebelum worker`` through a StepRun.
+
+The operator never imports user code. It creates a StepRun named after the attempt (so a
+restarted operator finds it instead of creating a second), then waits for the worker's
+result to arrive on the operator's own StepRun watch (one watch for all steps, not one per
+step). A cancelled attempt (workflow cancelled, step timeout, goto) deletes its StepRun; the
+worker notices and drops the result.
+
+Error classes: whatever the function raised (its exception type, retryable), Timeout,
+FunctionNotFound (no worker of the queue has it), Invalid, Forbidden, ApiError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+from typing import Any
+
+from cerebelum.actions.base import ActionContext, ActionError, CheckedOutput
+from cerebelum.actions.naming import attempt_name, label_value
+from cerebelum.api import API_VERSION, GROUP, KIND, VERSION
+from cerebelum.api.durations import format_time
+from cerebelum.api.steprun import (
+    DEFAULT_QUEUE,
+    LABEL_QUEUE,
+    LABEL_STEP,
+    LABEL_WORKFLOW,
+    STEPRUN_KIND,
+    STEPRUN_PLURAL,
+    StepRunPhase,
+)
+
+#: How often a waiting attempt re-reads its StepRun in case the watch missed an event.
+_RECHECK_SECONDS = 60.0
+
+Key = tuple[str, str]
+
+
+class StepRunResults:
+    """Finished StepRuns, delivered from the operator's watch to the attempts awaiting them."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[Key, asyncio.Future[dict[str, Any]]] = {}
+
+    def expect(self, namespace: str, name: str) -> asyncio.Future[dict[str, Any]]:
+        future = self._waiting.get((namespace, name))
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[(namespace, name)] = future
+        return future
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._waiting.pop((namespace, name), None)
+
+    def observe(self, body: dict[str, Any]) -> None:
+        """A StepRun changed; wake its attempt if it has finished."""
+        meta = body.get("metadata") or {}
+        future = self._waiting.get((meta.get("namespace", ""), meta.get("name", "")))
+        if future is not None and not future.done() and _finished(body):
+            future.set_result(body)
+
+
+def _finished(body: dict[str, Any]) -> bool:
+    phase = (body.get("status") or {}).get("phase")
+    return phase in (StepRunPhase.SUCCEEDED, StepRunPhase.FAILED)
+
+
+def build_steprun(name: str, params: dict[str, Any], context: ActionContext) -> dict[str, Any]:
+    queue = params.get("queue") or DEFAULT_QUEUE
+    spec: dict[str, Any] = {
+        "workflow": context.workflow,
+        "step": context.step,
+        "function": params["function"],
+        "queue": queue,
+        "arguments": params.get("arguments") or {},
+        "inputs": context.inputs,
+        "attempt": context.attempt,
+        "visit": context.visit,
+        "idempotencyKey": context.idempotency_key,
+    }
+    if context.approval:
+        spec["approval"] = context.approval
+    if context.timeout is not None:
+        spec["deadline"] = format_time(datetime.datetime.now(datetime.UTC) + context.timeout)
+    if params.get("checks"):
+        spec["checks"] = list(params["checks"])
+    return {
+        "apiVersion": API_VERSION,
+        "kind": STEPRUN_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": context.namespace,
+            "labels": {
+                LABEL_QUEUE: queue,
+                LABEL_WORKFLOW: label_value(context.workflow),
+                LABEL_STEP: label_value(context.step),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": context.workflow,
+                    "uid": context.workflow_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def _api_error(exc: Any, what: str) -> ActionError:
+    message = ""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        message = json.loads(exc.body).get("message", "")
+    if exc.status == 403:
+        return ActionError("Forbidden", f"{what}: {message or 'forbidden'}", retryable=False)
+    if exc.status in (400, 422):
+        return ActionError("Invalid", f"{what}: {message or 'invalid'}", retryable=False)
+    return ActionError("ApiError", f"{what}: HTTP {exc.status}", retryable=True)
+
+
+def outcome(body: dict[str, Any]) -> Any:
+    """The attempt's output from a finished StepRun, or the ActionError it ended with."""
+    status = body.get("status") or {}
+    if status.get("phase") == StepRunPhase.SUCCEEDED:
+        value = (status.get("result") or {}).get("ok")
+        checks = status.get("checks")
+        return CheckedOutput(value, dict(checks)) if checks else value
+    error = status.get("error") or {}
+    raise ActionError(
+        error.get("errorClass") or "Error",
+        error.get("message") or "the function failed",
+        retryable=bool(error.get("retryable", True)),
+    )
+
+
+async def python(params: dict[str, Any], context: ActionContext) -> Any:
+    if context.kube is None or context.stepruns is None:
+        raise ActionError(
+            "Invalid", "python steps need the operator's Kubernetes client", retryable=False
+        )
+    from kubernetes_asyncio import client
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    custom = client.CustomObjectsApi(context.kube)
+    hub: StepRunResults = context.stepruns
+    name = attempt_name(context)
+    ns = context.namespace
+    arrived = hub.expect(ns, name)  # before the create: the result may come back at once
+    try:
+        try:
+            await custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, STEPRUN_PLURAL, build_steprun(name, params, context)
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # 409: this attempt's StepRun exists (operator restart)
+                raise _api_error(exc, f"creating steprun {name}") from None
+            hub.observe(
+                await custom.get_namespaced_custom_object(GROUP, VERSION, ns, STEPRUN_PLURAL, name)
+            )
+        while True:
+            try:
+                body = await asyncio.wait_for(asyncio.shield(arrived), _RECHECK_SECONDS)
+                break
+            except TimeoutError:
+                hub.observe(
+                    await custom.get_namespaced_custom_object(
+                        GROUP, VERSION, ns, STEPRUN_PLURAL, name
+                    )
+                )
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                custom.delete_namespaced_custom_object(GROUP, VERSION, ns, STEPRUN_PLURAL, name)
+            )
+        raise
+    except ApiException as exc:
+        if exc.status == 404:
+            raise ActionError(
+                "StepRunDeleted", f"steprun {name} was deleted before it finished", retryable=True
+            ) from None
+        raise _api_error(exc, f"reading steprun {name}") from None
+    finally:
+        hub.forget(ns, name)
+    return outcome(body)
