@@ -1,0 +1,35 @@
+"""``Context``: what a step function receives first, as in Cerebelum."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is running and which attempt this is.
+
+    ``attempt`` counts the attempts of this visit of the step, from 1: retries and poll
+    attempts increase it (Cerebelum never did). ``idempotency_key`` is the same for every
+    attempt of one visit: tag side effects with it (e.g. a droplet tag) and look it up
+    first, so an attempt taken over from a dead worker does not repeat what it did.
+    """
+
+    workflow_name: str
+    step_name: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    visit: int = 1
+    namespace: str = "default"
+    idempotency_key: str = ""
+    #: The step's approval record ({decision, decidedBy, reason, data}), if it had a gate.
+    approval: dict[str, Any] | None = None
+    #: When this attempt times out, if the step has a timeout.
+    deadline: datetime.datetime | None = None
+
+    @property
+    def execution_id(self) -> str:
+        """Cerebelum's name for the run: here the Workflow object, namespace/name."""
+        return f"{self.namespace}/{self.workflow_name}"

@@ -1,0 +1,324 @@
+"""Steps of the DSL: ``@step`` functions and declarative steps, composed with ``>>``.
+
+A ``StepDef`` is what ``@step`` returns. It stays awaitable like the function it wraps, so a
+step can be unit-tested by calling it, and it knows how it waits (sleep, approval, poll,
+retry), which the renderer turns into the manifest. Mistakes a user can make here are raised
+when the module is imported, naming the step, not later in the cluster.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cerebelum.api.spec import STEP_NAME_PATTERN
+
+#: Functions a worker may run, by "module:qualname": filled by @step at import time.
+FUNCTIONS: dict[str, StepDef] = {}
+
+_OPTIONS = "__cerebelum_options__"
+
+
+class DefinitionError(ValueError):
+    """A workflow or step is defined wrongly; raised at import time, naming the step."""
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    type: str = "manual"
+    timeout_minutes: float | None = None
+    on_timeout: str = "fail"
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Poll:
+    condition: str | Callable[[Any], Any]
+    interval: float
+    max_attempts: int | None = None
+    timeout: float | None = None
+    backoff: float | None = None
+    max_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """``@retry(...)`` on a step, or the action of a ``wf.diverge`` error pattern.
+
+    ``max_attempts`` counts every attempt, the first included (Cerebelum's meaning); the
+    manifest's ``retry.limit`` counts retries, so it is ``max_attempts - 1``.
+    """
+
+    max_attempts: int = 3
+    delay: float = 1.0
+    backoff: float = 2.0
+    max_delay: float | None = None
+    jitter: float = 0.0
+    on: tuple[str, ...] = ()
+
+    def __call__(self, target: Any) -> Any:
+        return _attach(target, "retry", self)
+
+
+def _attach(target: Any, key: str, value: Any) -> Any:
+    """Record a decorator's option on a step, or on a function before @step sees it."""
+    if isinstance(target, StepDef):
+        if getattr(target, key) is not None:
+            raise DefinitionError(f"step {target.name}: @{key} is given twice")
+        return replace(target, **{key: value})
+    if callable(target):
+        options = getattr(target, _OPTIONS, None)
+        if options is None:
+            options = {}
+            setattr(target, _OPTIONS, options)
+        if key in options:
+            raise DefinitionError(f"step {target.__name__}: @{key} is given twice")
+        options[key] = value
+        return target
+    raise DefinitionError(f"@{key} decorates a step or an async function, not {target!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class StepDef:
+    """One step: a Python function run by a worker, or a declarative action."""
+
+    name: str
+    #: "python", or the action kind of a declarative step (http, tcp, ...), or None
+    #: for a step that only sleeps or waits for approval.
+    kind: str | None
+    fn: Callable[..., Any] | None = None
+    #: Names of the function's parameters after the context (inputs, earlier steps).
+    parameters: tuple[str, ...] = ()
+    #: The declarative action's fields, as they appear in the manifest.
+    action: dict[str, Any] | None = None
+    queue: str | None = None
+    timeout: float | None = None
+    sleep: Sleep | None = None
+    approval: Approval | None = None
+    poll: Poll | None = None
+    retry: Retry | None = None
+    #: Python conditions the worker evaluates on the output, by name (poll, branch...).
+    checks: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+    @property
+    def function(self) -> str:
+        assert self.fn is not None
+        return f"{self.fn.__module__}:{self.fn.__qualname__}"
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function directly, e.g. in a unit test of the step."""
+        if self.fn is None:
+            raise TypeError(f"step {self.name} is declarative: it has no function to call")
+        return await self.fn(*args, **kwargs)
+
+    def __rshift__(self, other: Any) -> Timeline:
+        return Timeline([[self]]).__rshift__(other)
+
+    def __rrshift__(self, other: Any) -> Timeline:
+        return Timeline([_group(other)]) >> self
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+
+class Timeline:
+    """Groups of steps in order: ``a >> [b, c] >> d`` is [[a], [b, c], [d]]."""
+
+    def __init__(self, groups: list[list[StepDef]]) -> None:
+        self.groups = groups
+
+    def __rshift__(self, other: Any) -> Timeline:
+        if isinstance(other, Timeline):
+            return Timeline(self.groups + other.groups)
+        return Timeline([*self.groups, _group(other)])
+
+    def __rrshift__(self, other: Any) -> Timeline:
+        return Timeline([_group(other), *self.groups])
+
+    def steps(self) -> list[StepDef]:
+        return [s for group in self.groups for s in group]
+
+
+def _group(item: Any) -> list[StepDef]:
+    if isinstance(item, StepDef):
+        return [item]
+    if isinstance(item, (list, tuple)) and item and all(isinstance(s, StepDef) for s in item):
+        return list(item)
+    raise DefinitionError(
+        f"a timeline is made of steps and [lists, of, steps] joined with >>, not {item!r}"
+    )
+
+
+def _check_name(name: str) -> str:
+    if not re.fullmatch(STEP_NAME_PATTERN, name) or len(name) > 63:
+        raise DefinitionError(
+            f"step name {name!r} must be identifier-like (letters, digits, _) and at most 63 long"
+        )
+    return name
+
+
+def _from_function(
+    fn: Callable[..., Any], *, name: str | None, queue: str | None, timeout: float | None
+) -> StepDef:
+    label = str(name or getattr(fn, "__name__", repr(fn)))
+    if not inspect.iscoroutinefunction(fn):
+        raise DefinitionError(
+            f"step {label} must be an async function (async def {label}(context, ...)): "
+            "steps are coroutines, as in Cerebelum"
+        )
+    params = list(inspect.signature(fn).parameters.values())
+    if not params or params[0].name != "context":
+        raise DefinitionError(f"step {label}: the first parameter must be `context`")
+    for p in params[1:]:
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            raise DefinitionError(
+                f"step {label}: parameter {p.name!r} must be a plain named parameter "
+                "(it receives the output of the step of that name, or the workflow inputs)"
+            )
+    if "<locals>" in fn.__qualname__:
+        raise DefinitionError(
+            f"step {label} must be defined at module level, so a worker can import it"
+        )
+    options = getattr(fn, _OPTIONS, {})
+    checks: dict[str, Callable[[Any], Any]] = {}
+    poll: Poll | None = options.get("poll")
+    if poll is not None and callable(poll.condition):
+        checks["poll"] = poll.condition
+    stepdef = StepDef(
+        name=_check_name(label),
+        kind="python",
+        fn=fn,
+        parameters=tuple(p.name for p in params[1:]),
+        queue=queue,
+        timeout=timeout,
+        sleep=options.get("sleep"),
+        approval=options.get("approval"),
+        poll=poll,
+        retry=options.get("retry"),
+        checks=checks,
+    )
+    FUNCTIONS[stepdef.function] = stepdef
+    return stepdef
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Make an async function a step: ``@step`` or ``@step(queue="gpu", timeout=300)``.
+
+    Parameters after ``context`` receive the outputs of the steps they are named after;
+    ``inputs`` receives the workflow inputs. ``timeout`` (seconds) limits each attempt.
+    """
+    if fn is not None:
+        return _from_function(fn, name=name, queue=queue, timeout=timeout)
+    return lambda f: _from_function(f, name=name, queue=queue, timeout=timeout)
+
+
+def sleep(seconds: float | None = None, *, until: str | None = None) -> Callable[[Any], Any]:
+    """Wait before the step runs, without holding a worker: ``@sleep(seconds=60)``."""
+    if (seconds is None) == (until is None):
+        raise DefinitionError("@sleep needs exactly one of seconds= or until=")
+    if seconds is not None and seconds <= 0:
+        raise DefinitionError(f"@sleep(seconds={seconds}) must be positive")
+    return lambda target: _attach(target, "sleep", Sleep(seconds=seconds, until=until))
+
+
+def approval(
+    type: str = "manual",
+    timeout_minutes: float | None = None,
+    *,
+    on_timeout: str = "fail",
+    users: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    message: str | None = None,
+) -> Callable[[Any], Any]:
+    """Wait for a human before the step runs: ``@approval(type="manual", timeout_minutes=60)``.
+
+    Approve with ``cerebelum approve WORKFLOW STEP`` (or ``kubectl annotate``); the decision
+    and its data reach the step as ``context.approval``. Reject, or a timeout with
+    ``on_timeout="fail"``, fails the workflow; ``on_timeout="approve"`` carries on.
+    """
+    if type != "manual":
+        raise DefinitionError(f'@approval(type={type!r}): only type="manual" exists')
+    if on_timeout not in ("fail", "approve"):
+        raise DefinitionError(f'@approval(on_timeout={on_timeout!r}) must be "fail" or "approve"')
+    gate = Approval(
+        type=type,
+        timeout_minutes=timeout_minutes,
+        on_timeout=on_timeout,
+        users=tuple(users),
+        groups=tuple(groups),
+        message=message,
+    )
+    return lambda target: _attach(target, "approval", gate)
+
+
+def poll(
+    condition: str | Callable[[Any], Any],
+    interval: float,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    *,
+    backoff: float | None = None,
+    max_interval: float | None = None,
+) -> Callable[[Any], Any]:
+    """Re-run the step every ``interval`` seconds until ``condition`` holds on its output.
+
+    ``condition`` is a Python callable (evaluated by the worker) or a CEL string on ``output``
+    (evaluated by the operator; the only choice for declarative steps). Between attempts the
+    step is a deadline in the Workflow's status: no worker is held.
+    """
+    if max_attempts is None and timeout is None:
+        raise DefinitionError("@poll needs max_attempts= or timeout= (or both)")
+    if interval <= 0:
+        raise DefinitionError(f"@poll(interval={interval}) must be positive")
+    spec = Poll(condition, interval, max_attempts, timeout, backoff, max_interval)
+
+    def decorate(target: Any) -> Any:
+        if isinstance(target, StepDef) and callable(condition):
+            if target.kind != "python":
+                raise DefinitionError(
+                    f"step {target.name}: a Python poll condition needs a Python step; "
+                    "write it in CEL for a declarative step, e.g. \"output.status == 'active'\""
+                )
+            return replace(
+                _attach(target, "poll", spec), checks={**target.checks, "poll": condition}
+            )
+        return _attach(target, "poll", spec)
+
+    return decorate
+
+
+def retry(
+    max_attempts: int = 3,
+    delay: float = 1.0,
+    backoff: float = 2.0,
+    *,
+    max_delay: float | None = None,
+    jitter: float = 0.0,
+    on: Sequence[type[BaseException] | str] = (),
+) -> Retry:
+    """Retry a failing step: ``@retry(max_attempts=5, delay=2, backoff=2)``.
+
+    ``max_attempts`` counts the first attempt too. ``on`` limits retries to these exception
+    types (or error class names); by default every exception is retried.
+    """
+    if max_attempts < 1:
+        raise DefinitionError(f"@retry(max_attempts={max_attempts}) must be at least 1")
+    names = tuple(e if isinstance(e, str) else e.__name__ for e in on)
+    return Retry(max_attempts, delay, backoff, max_delay, jitter, names)

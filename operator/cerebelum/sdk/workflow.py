@@ -1,0 +1,450 @@
+"""``@workflow``: a timeline of steps plus routing, checked and rendered to a manifest.
+
+The function decorated with ``@workflow`` runs once, at import time, against a builder
+(``wf``); everything it declares is validated there, so a cycle or a parameter naming no
+step is an import error naming the step, not a failed workflow in the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from cerebelum.api import API_VERSION, KIND
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.steprun import DEFAULT_QUEUE
+from cerebelum.sdk.steps import FUNCTIONS, DefinitionError, Retry, StepDef, Timeline
+
+
+@dataclass(frozen=True)
+class Goto:
+    """``back_to(step)`` / ``skip_to(step)``: where a diverge pattern sends the workflow."""
+
+    target: StepDef
+    direction: str  # back_to | skip_to
+
+
+def back_to(target: StepDef) -> Goto:
+    """Go back to an earlier step (or this one): a loop, capped by the visit limit."""
+    return Goto(target, "back_to")
+
+
+def skip_to(target: StepDef) -> Goto:
+    """Skip ahead to a later step; the steps in between are Skipped."""
+    return Goto(target, "skip_to")
+
+
+@dataclass(frozen=True)
+class Cel:
+    """A diverge pattern or branch condition written in CEL on ``output`` and ``error``."""
+
+    expression: str
+
+
+def cel(expression: str) -> Cel:
+    return Cel(expression)
+
+
+_SUCCESS = "error == null"
+_FAILURE = "error != null"
+_ACTIONS = ("retry", "failed", "fail", "continue")
+
+
+def _error_classes(pattern: str) -> list[str]:
+    """Error classes a pattern such as "timeout" names: timeout, Timeout, TimeoutError."""
+    title = pattern[:1].upper() + pattern[1:]
+    return list(dict.fromkeys([pattern, title, f"{title}Error"]))
+
+
+def _pattern_condition(pattern: str | Cel) -> tuple[str, bool]:
+    """CEL for a diverge pattern, and whether it matches failures only."""
+    if isinstance(pattern, Cel):
+        return pattern.expression, False
+    if pattern in ("ok", "success"):
+        return _SUCCESS, False
+    if pattern in ("error", "failed", "*"):
+        return _FAILURE, True
+    classes = ", ".join(f"'{c}'" for c in _error_classes(pattern))
+    text = pattern.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        f"{_FAILURE} && (error.errorClass in [{classes}] || error.message.contains('{text}'))",
+        True,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if float(seconds).is_integer():
+        whole = int(seconds)
+        for unit, size in (("h", 3600), ("m", 60)):
+            if whole >= size and whole % size == 0:
+                return f"{whole // size}{unit}"
+        return f"{whole}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+class WorkflowBuilder:
+    """The ``wf`` a @workflow function receives."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.line: Timeline | None = None
+        self.rules: dict[str, list[dict[str, Any]]] = {}
+        self.retries: dict[str, Retry] = {}
+
+    def _known(self, stepdef: Any, role: str) -> StepDef:
+        if not isinstance(stepdef, StepDef):
+            raise DefinitionError(f"workflow {self._name}: {role} must be a step, not {stepdef!r}")
+        if self.line is None:
+            raise DefinitionError(f"workflow {self._name}: call wf.timeline(...) before {role}")
+        if stepdef not in self.line.steps():
+            raise DefinitionError(
+                f"workflow {self._name}: step {stepdef.name} ({role}) is not in the timeline"
+            )
+        return stepdef
+
+    def timeline(self, line: Timeline | StepDef) -> None:
+        if self.line is not None:
+            raise DefinitionError(f"workflow {self._name}: wf.timeline is called twice")
+        if isinstance(line, StepDef):
+            line = Timeline([[line]])
+        if not isinstance(line, Timeline):
+            raise DefinitionError(
+                f"workflow {self._name}: wf.timeline takes steps joined with >>, not {line!r}"
+            )
+        seen: dict[str, StepDef] = {}
+        for s in line.steps():
+            if s.name in seen:
+                raise DefinitionError(
+                    f"workflow {self._name}: step {s.name} appears twice in the timeline, which "
+                    f"would be a cycle; loop with wf.diverge(step, {{...: back_to({s.name})}})"
+                )
+            seen[s.name] = s
+        self.line = line
+        self._check_parameters()
+
+    def _order(self) -> dict[str, int]:
+        assert self.line is not None
+        return {s.name: i for i, group in enumerate(self.line.groups) for s in group}
+
+    def _check_parameters(self) -> None:
+        order = self._order()
+        for name, index in order.items():
+            s = self._by_name(name)
+            for param in s.parameters:
+                if param == "inputs":
+                    continue
+                if param not in order:
+                    raise DefinitionError(
+                        f"workflow {self._name}: step {name} has a parameter {param!r} that "
+                        f"names no step of the workflow (steps: {', '.join(order)}; or `inputs`)"
+                    )
+                if order[param] >= index:
+                    where = "in parallel with" if order[param] == index else "after"
+                    raise DefinitionError(
+                        f"workflow {self._name}: step {name} needs the output of {param}, which "
+                        f"runs {where} it: a cycle (move {param} before {name} in the timeline)"
+                    )
+
+    def _by_name(self, name: str) -> StepDef:
+        assert self.line is not None
+        return next(s for s in self.line.steps() if s.name == name)
+
+    def _goto(self, source: StepDef, goto: Goto) -> str:
+        order = self._order()
+        target = self._known(goto.target, f"the target of {goto.direction}")
+        if goto.direction == "back_to" and order[target.name] > order[source.name]:
+            raise DefinitionError(
+                f"workflow {self._name}: step {source.name}: back_to({target.name}) must name "
+                f"an earlier step; use skip_to for a later one"
+            )
+        if goto.direction == "skip_to" and order[target.name] <= order[source.name]:
+            raise DefinitionError(
+                f"workflow {self._name}: step {source.name}: skip_to({target.name}) must name "
+                f"a later step; use back_to for an earlier one"
+            )
+        return target.name
+
+    def diverge(self, stepdef: StepDef, patterns: dict[Any, Any]) -> None:
+        """Route on the step's result: {pattern: action}, first match wins.
+
+        Patterns: "ok", "error", an error name such as "timeout" (matches the error class
+        Timeout/TimeoutError or a message containing it), or cel("..."). Actions: "retry"
+        (or retry(...) with limits), "failed", "continue", back_to(step), skip_to(step).
+        """
+        s = self._known(stepdef, "wf.diverge")
+        if not patterns:
+            raise DefinitionError(f"workflow {self._name}: wf.diverge({s.name}, {{}}) is empty")
+        rules = self.rules.setdefault(s.name, [])
+        for pattern, action in patterns.items():
+            if not isinstance(pattern, (str, Cel)):
+                raise DefinitionError(
+                    f"workflow {self._name}: step {s.name}: diverge pattern {pattern!r} must be "
+                    'a string ("ok", "error", "timeout", ...) or cel("...")'
+                )
+            condition, failure_only = _pattern_condition(pattern)
+            if action == "retry" or isinstance(action, Retry):
+                self._diverge_retry(s, pattern, failure_only, action)
+            elif action in ("failed", "fail"):
+                rules.append({"when": condition, "fail": f"step {s.name}: {pattern} (wf.diverge)"})
+            elif action == "continue":
+                rules.append({"when": condition, "continue": True})
+            elif isinstance(action, Goto):
+                rules.append({"when": condition, "goto": self._goto(s, action)})
+            else:
+                raise DefinitionError(
+                    f"workflow {self._name}: step {s.name}: diverge action {action!r} must be "
+                    f"one of {', '.join(_ACTIONS)}, retry(...), back_to(step) or skip_to(step)"
+                )
+
+    def _diverge_retry(
+        self, s: StepDef, pattern: str | Cel, failure_only: bool, action: str | Retry
+    ) -> None:
+        if not failure_only:
+            raise DefinitionError(
+                f"workflow {self._name}: step {s.name}: retry needs an error pattern "
+                f'("error", "timeout", ...), not {pattern!r}; use @poll to repeat on success'
+            )
+        if s.retry is not None:
+            raise DefinitionError(
+                f"workflow {self._name}: step {s.name} has @retry and a diverge retry; keep one"
+            )
+        base = action if isinstance(action, Retry) else DIVERGE_RETRY
+        assert isinstance(pattern, str)
+        classes = () if pattern in ("error", "failed", "*") else tuple(_error_classes(pattern))
+        previous = self.retries.get(s.name)
+        if previous is not None:
+            classes = () if not (previous.on and classes) else previous.on + classes
+        self.retries[s.name] = Retry(**{**base.__dict__, "on": classes})
+
+    def branch(
+        self,
+        after: StepDef,
+        condition: str | Cel | Callable[[Any], Any],
+        when_true: StepDef | None = None,
+        when_false: StepDef | None = None,
+    ) -> None:
+        """After ``after`` succeeds, go to ``when_true`` or ``when_false`` (None: carry on).
+
+        ``condition`` is a Python callable on the output (a Python step only: the worker
+        evaluates it) or CEL on ``output``.
+        """
+        s = self._known(after, "wf.branch")
+        if callable(condition) and not isinstance(condition, Cel):
+            if s.kind != "python":
+                raise DefinitionError(
+                    f"workflow {self._name}: step {s.name} is declarative, so its branch "
+                    'condition must be CEL, e.g. "output.status == 200"'
+                )
+            check = "branch" if "branch" not in s.checks else f"branch{len(s.checks) + 1}"
+            s.checks[check] = condition
+            registered = FUNCTIONS.get(s.function)
+            if registered is not None and registered is not s:
+                registered.checks[check] = condition
+            test = f"checks.{check}"
+        else:
+            test = condition.expression if isinstance(condition, Cel) else condition
+        rules = self.rules.setdefault(s.name, [])
+        for target, when in ((when_true, f"{_SUCCESS} && ({test})"), (when_false, _SUCCESS)):
+            if target is None:
+                rules.append({"when": when, "continue": True})
+            else:
+                rules.append({"when": when, "goto": self._known(target, "a branch target").name})
+
+
+#: What a bare "retry" in wf.diverge means: up to 10 attempts, 1s doubling to at most 1m.
+DIVERGE_RETRY = Retry(max_attempts=10, delay=1.0, backoff=2.0, max_delay=60.0)
+
+
+def _dns_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "workflow"
+
+
+class WorkflowDef:
+    """A defined workflow: ``render()`` gives the Workflow manifest."""
+
+    def __init__(
+        self,
+        fn: Callable[[WorkflowBuilder], Any],
+        *,
+        name: str | None,
+        queue: str | None,
+        inputs: dict[str, Any] | None,
+        active_deadline: float | None,
+        max_step_visits: int | None,
+    ) -> None:
+        self.name = _dns_name(name or fn.__name__)
+        self.queue = queue or DEFAULT_QUEUE
+        self.inputs = dict(inputs or {})
+        self.active_deadline = active_deadline
+        self.max_step_visits = max_step_visits
+        self.builder = WorkflowBuilder(self.name)
+        fn(self.builder)
+        if self.builder.line is None:
+            raise DefinitionError(f"workflow {self.name}: it never calls wf.timeline(...)")
+        self.render()  # every remaining mistake shows now, at import time
+
+    @property
+    def steps(self) -> list[StepDef]:
+        assert self.builder.line is not None
+        return self.builder.line.steps()
+
+    def _dependencies(self) -> dict[str, list[str]] | None:
+        """dependsOn per step, or None when the timeline is a plain chain (list order)."""
+        line = self.builder.line
+        assert line is not None
+        if all(len(group) == 1 for group in line.groups):
+            return None
+        deps: dict[str, list[str]] = {}
+        previous: list[str] = []
+        for group in line.groups:
+            for s in group:
+                deps[s.name] = list(previous)
+            previous = [s.name for s in group]
+        return deps
+
+    def _render_step(self, s: StepDef, deps: dict[str, list[str]] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": s.name}
+        if deps is not None:
+            out["dependsOn"] = deps[s.name]
+        if s.timeout is not None:
+            out["timeout"] = _duration(s.timeout)
+        if s.sleep is not None:
+            out["sleep"] = (
+                {"duration": _duration(s.sleep.seconds)}
+                if s.sleep.seconds is not None
+                else {"until": s.sleep.until}
+            )
+        if s.approval is not None:
+            out["approval"] = _render_approval(s)
+        if s.kind == "python":
+            out["python"] = self._render_python(s)
+        elif s.kind is not None:
+            out[s.kind] = s.action
+        if s.poll is not None:
+            out["poll"] = _render_poll(s)
+        retry = s.retry or self.builder.retries.get(s.name)
+        if retry is not None:
+            out["retry"] = _render_retry(retry)
+        if self.builder.rules.get(s.name):
+            out["next"] = self.builder.rules[s.name]
+        return out
+
+    def _render_python(self, s: StepDef) -> dict[str, Any]:
+        arguments = {
+            p: "${{ inputs }}" if p == "inputs" else "${{ steps." + p + ".output }}"
+            for p in s.parameters
+        }
+        python: dict[str, Any] = {"function": s.function, "queue": s.queue or self.queue}
+        if arguments:
+            python["arguments"] = arguments
+        if s.checks:
+            python["checks"] = sorted(s.checks)
+        return python
+
+    def render(
+        self,
+        inputs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """The Workflow manifest, checked against the same models as the CRD."""
+        deps = self._dependencies()
+        spec: dict[str, Any] = {}
+        merged = {**self.inputs, **(inputs or {})}
+        if merged:
+            spec["inputs"] = merged
+        if self.active_deadline is not None:
+            spec["activeDeadline"] = _duration(self.active_deadline)
+        if self.max_step_visits is not None:
+            spec["maxStepVisits"] = self.max_step_visits
+        spec["steps"] = [self._render_step(s, deps) for s in self.steps]
+        try:
+            WorkflowSpec.model_validate(spec)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise DefinitionError(f"workflow {self.name}: {problems}") from None
+        metadata: dict[str, Any] = {"name": _dns_name(name) if name else self.name}
+        if namespace:
+            metadata["namespace"] = namespace
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+
+
+def _render_approval(s: StepDef) -> dict[str, Any]:
+    gate = s.approval
+    assert gate is not None
+    out: dict[str, Any] = {}
+    if gate.timeout_minutes is not None:
+        out["timeout"] = _duration(gate.timeout_minutes * 60)
+        out["onTimeout"] = "Approve" if gate.on_timeout == "approve" else "Fail"
+    approvers = {k: list(v) for k, v in (("users", gate.users), ("groups", gate.groups)) if v}
+    if approvers:
+        out["approvers"] = approvers
+    if gate.message:
+        out["message"] = gate.message
+    return out
+
+
+def _render_poll(s: StepDef) -> dict[str, Any]:
+    p = s.poll
+    assert p is not None
+    if s.kind is None:
+        raise DefinitionError(f"step {s.name}: @poll needs an action to repeat")
+    until = "checks.poll" if callable(p.condition) else str(p.condition)
+    out: dict[str, Any] = {"until": until, "interval": _duration(p.interval)}
+    if p.max_attempts is not None:
+        out["maxAttempts"] = p.max_attempts
+    if p.timeout is not None:
+        out["timeout"] = _duration(p.timeout)
+    if p.backoff is not None:
+        out["backoffFactor"] = p.backoff
+    if p.max_interval is not None:
+        out["maxInterval"] = _duration(p.max_interval)
+    return out
+
+
+def _render_retry(r: Retry) -> dict[str, Any]:
+    backoff: dict[str, Any] = {"delay": _duration(r.delay), "factor": r.backoff}
+    if r.max_delay is not None:
+        backoff["maxDelay"] = _duration(r.max_delay)
+    if r.jitter:
+        backoff["jitter"] = r.jitter
+    out: dict[str, Any] = {"limit": r.max_attempts - 1, "backoff": backoff}
+    if r.on:  # unset: every error the action calls retryable (any exception of a Python step)
+        out["retryOn"] = list(r.on)
+    return out
+
+
+def workflow(
+    fn: Callable[[WorkflowBuilder], Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    active_deadline: float | None = None,
+    max_step_visits: int | None = None,
+) -> Any:
+    """Define a workflow: ``@workflow`` or ``@workflow(name="deploy", queue="droplets")``.
+
+    The function receives ``wf`` and calls ``wf.timeline(a >> b >> [c, d] >> e)``, then
+    optionally ``wf.diverge`` and ``wf.branch``. ``queue`` is where its Python steps run.
+    """
+
+    def define(f: Callable[[WorkflowBuilder], Any]) -> WorkflowDef:
+        return WorkflowDef(
+            f,
+            name=name,
+            queue=queue,
+            inputs=inputs,
+            active_deadline=active_deadline,
+            max_step_visits=max_step_visits,
+        )
+
+    return define(fn) if fn is not None else define
