@@ -1,0 +1,123 @@
+"""Call one step function, in a daemon thread with an event loop of its own.
+
+Step code is user code: it may call blocking clients (pydo, paramiko) or even ``time.sleep``
+inside its ``async def``. On its own thread and loop it holds only that thread; the worker's
+loop keeps renewing leases and serving other steps. Daemon threads also let a worker that
+is told to stop exit even if a step never returns (its lease then runs out and another
+worker takes the step over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cerebelum.api.status import StepError
+from cerebelum.sdk.context import Context
+from cerebelum.sdk.steps import StepDef
+
+T = TypeVar("T")
+
+_MESSAGE_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    ok: bool
+    value: Any = None
+    checks: dict[str, bool] | None = None
+    error: StepError | None = None
+
+
+def _error(error_class: str, message: str, *, retryable: bool) -> StepOutcome:
+    return StepOutcome(
+        ok=False,
+        error=StepError(
+            error_class=error_class, message=message[:_MESSAGE_LIMIT], retryable=retryable
+        ),
+    )
+
+
+def call_step(
+    stepdef: StepDef,
+    context: Context,
+    arguments: dict[str, Any],
+    checks: list[str],
+    timeout: float | None,
+) -> StepOutcome:
+    """Run the step to its end on this thread; every outcome becomes a StepOutcome."""
+    assert stepdef.fn is not None
+    fn = stepdef.fn
+    kwargs = {name: arguments.get(name) for name in stepdef.parameters}
+    expired = False
+
+    async def attempt() -> Any:
+        nonlocal expired
+        if timeout is None:
+            return await fn(context, **kwargs)
+        async with asyncio.timeout(timeout) as limit:
+            try:
+                return await fn(context, **kwargs)
+            finally:
+                expired = limit.expired()
+
+    try:
+        value = asyncio.run(attempt())
+    except TimeoutError as exc:
+        if expired:
+            return _error("Timeout", f"step took longer than {timeout:g}s", retryable=True)
+        return _error(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
+    except Exception as exc:
+        return _error(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return _error(
+            "OutputNotJSON", f"the step returned {type(value).__name__}: {exc}", retryable=False
+        )
+    results: dict[str, bool] = {}
+    for name in checks:
+        condition = stepdef.checks.get(name)
+        if condition is None:
+            return _error(
+                "CheckNotFound",
+                f"this worker's {stepdef.function} has no {name} condition (an older version?)",
+                retryable=False,
+            )
+        try:
+            results[name] = bool(condition(value))
+        except Exception as exc:
+            return _error(
+                "CheckFailed",
+                f"the {name} condition raised {type(exc).__name__}: {exc}",
+                retryable=False,
+            )
+    return StepOutcome(ok=True, value=value, checks=results or None)
+
+
+async def in_daemon_thread(function: Callable[[], T]) -> T:
+    """Await ``function()`` run on a new daemon thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def target() -> None:
+        setter: Callable[[Any], None]
+        value: Any
+        try:
+            setter, value = future.set_result, function()
+        except BaseException as exc:  # delivered to the awaiting side, not lost in a thread
+            setter, value = future.set_exception, exc
+        with contextlib.suppress(RuntimeError):  # the worker's loop is gone: nobody waits
+            loop.call_soon_threadsafe(deliver, setter, value)
+
+    threading.Thread(target=target, name="cerebelum-step", daemon=True).start()
+    return await future
