@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -222,9 +223,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeDigitalOcean(LocalServer):
     def __init__(
-        self, token: str, *, active_after: float = 1.0, public_ip: str = "127.0.0.1", port: int = 0
+        self,
+        token: str,
+        *,
+        active_after: float = 1.0,
+        public_ip: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
-        super().__init__(_Handler, port)
+        super().__init__(_Handler, port, tls=tls)
         self.state = _State(token=token, active_after=active_after, public_ip=public_ip)
 
     # -- views -------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""Python steps end to end: the SDK renders, the operator creates StepRuns, real worker
+processes claim and run them, against the real API server and the local fake DigitalOcean."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cerebelum.devcluster.pki import CertificateAuthority
+from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.harness import Cluster
+from tests.harness.cluster import eventually
+from tests.harness.operator import OperatorProcess
+from tests.harness.worker import WorkerProcess
+from tests.harness.workflows import wait_for_phase
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "python"
+BIN = Path(sys.executable).parent
+TOKEN = "dop_v1_fake_sdk_token_0123456789_do_not_leak"
+
+
+def cli(
+    cluster: Cluster, namespace: str, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    return subprocess.run(
+        [str(BIN / "cerebelum"), *args, "-n", namespace],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def cli_background(cluster: Cluster, namespace: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    return subprocess.Popen(
+        [str(BIN / "cerebelum"), *args, "-n", namespace],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def ssh_port() -> Iterator[int]:
+    """Something listening where the droplet's SSH would be."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@contextlib.contextmanager
+def fake_digitalocean_https(tmp_path: Path) -> Iterator[tuple[FakeDigitalOcean, dict[str, str]]]:
+    """The fake API over HTTPS (pydo sends its token over TLS only), and the environment a
+    worker needs to reach it: the token, the endpoint and the CA that signed the fake."""
+    ca = CertificateAuthority(tmp_path)
+    pair = ca.issue("digitalocean", "127.0.0.1", server_ips=("127.0.0.1",))
+    with FakeDigitalOcean(TOKEN, active_after=1.0, tls=(pair.cert, pair.key)) as fake:
+        yield (
+            fake,
+            {
+                "DIGITALOCEAN_TOKEN": TOKEN,
+                "DIGITALOCEAN_ENDPOINT": fake.url,
+                "REQUESTS_CA_BUNDLE": str(ca.cert_path),
+            },
+        )
+
+
+def stepruns(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = cluster.kubectl_json("-n", namespace, "get", "stepruns")["items"]
+    return result
+
+
+def test_sdk_droplet_example_with_two_workers_and_a_worker_killed_mid_step(
+    cluster: Cluster,
+    crds: None,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+    ssh_port: int,
+) -> None:
+    with fake_digitalocean_https(tmp_path) as (fake, env):
+        workers = [
+            WorkerProcess(
+                cluster,
+                namespace,
+                tmp_path / f"worker-{i}.log",
+                [str(EXAMPLES / "droplet.py")],
+                queue="droplets",
+                identity=f"worker-{i}",
+                env=env,
+            )
+            for i in range(2)
+        ]
+        # The create answers only after a stall: the first worker to claim it is killed
+        # while the droplet exists but before the step's result is written.
+        fake.stall_after_create(30)
+        for w in workers:
+            w.start()
+        try:
+            applied = cli(
+                cluster,
+                namespace,
+                "apply",
+                "examples/python/droplet.py:deploy_workflow",
+                "--input",
+                f"ssh_port={ssh_port}",
+            )
+            assert applied.returncode == 0, applied.stderr
+            watcher = cli_background(
+                cluster, namespace, "watch", "deploy-workflow", "--timeout", "120"
+            )
+
+            def claimed_create() -> dict[str, Any]:
+                runs = [
+                    r for r in stepruns(cluster, namespace) if r["spec"]["step"] == "create_droplet"
+                ]
+                assert len(runs) == 1
+                assert runs[0].get("status", {}).get("claimedBy") and fake.droplet_count == 1
+                return runs[0]
+
+            first = eventually(claimed_create, timeout=30)
+            holder = first["status"]["claimedBy"]
+            victim = next(w for w in workers if w.identity == holder)
+            survivor = next(w for w in workers if w.identity != holder)
+            victim.kill()
+            fake.stall_after_create(0)
+
+            wait_for_phase(cluster, namespace, "deploy-workflow", "WaitingForApproval", timeout=60)
+            approved = cli(
+                cluster,
+                namespace,
+                "approve",
+                "deploy-workflow",
+                "go_live",
+                "--reason",
+                "looks good",
+            )
+            assert approved.returncode == 0, approved.stderr
+            done = wait_for_phase(
+                cluster, namespace, "deploy-workflow", ("Succeeded", "Failed"), timeout=60
+            )
+            try:
+                out, err = watcher.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                watcher.kill()
+                out, err = watcher.communicate()
+                raise AssertionError(f"cerebelum watch did not exit:\n{out}\n{err}") from None
+        finally:
+            for w in workers:
+                w.stop()
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert watcher.returncode == 0, err
+    assert "Succeeded" in out and "WaitingForApproval" in out
+    # The droplet was created once, although two workers ran the create step.
+    assert sum(fake.creates_by_tag.values()) == 1 and fake.droplet_count == 1
+    assert status["steps"]["create_droplet"]["attempts"] == 1
+    assert "claimed" in survivor.logs() and "(taken over)" in survivor.logs()
+    ready = status["steps"]["wait_for_droplet_ready"]
+    assert ready["output"]["ip"] == "127.0.0.1" and ready["attempts"] >= 1
+    assert ready["checks"] == {"poll": True}
+    assert status["steps"]["go_live"]["approval"]["decision"] == "Approved"
+    assert status["steps"]["configure_server"]["output"] == {"configured": True, "ip": "127.0.0.1"}
+    # A finished workflow's StepRuns are cleaned up.
+    eventually(lambda: stepruns(cluster, namespace) == [] or None, timeout=10)
+    for w in workers:
+        assert TOKEN not in w.logs()
+    assert TOKEN not in operator.logs()
