@@ -27,10 +27,12 @@ from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
 from tests.harness.cluster import eventually, free_port
 from tests.harness.operator import OperatorProcess
+from tests.harness.worker import WorkerProcess
 from tests.harness.workflows import wait_for_phase, workflow
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "cerebelum-operator"
 RELEASE = "cerebelum-operator"
+PYTHON_STEPS = Path(__file__).resolve().parents[1] / "fakes" / "python_steps.py"
 
 
 def _template(cluster: Cluster, *args: str) -> str:
@@ -56,19 +58,28 @@ def test_rendered_manifests_pass_server_side_validation(
     cluster: Cluster, namespace: str, mode: str
 ) -> None:
     values = ["--set", f"watchNamespaces={{{namespace}}}"] if mode == "namespaced" else []
+    values += [
+        "--set",
+        "pythonWorkers.queues[0].name=droplets",
+        "--set",
+        "pythonWorkers.queues[0].image=registry.example.com/steps:1",
+        "--set",
+        "pythonWorkers.queues[0].modules={deploy}",
+    ]
     rendered = _template(cluster, "--namespace", namespace, *values)
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
     expected_rbac = (
         ["Role", "RoleBinding"] if mode == "namespaced" else ["ClusterRole", "ClusterRoleBinding"]
-    )
+    ) * 2  # the operator's and the workers'
     expected_rbac += ["Role", "RoleBinding"]  # the leader-election Lease
+    workers = ["ServiceAccount", "Deployment"]  # the workers' identity, queue "droplets"
     webhook = [
         "MutatingWebhookConfiguration",
         "Secret",
         "Service",
         "ValidatingWebhookConfiguration",
     ]
-    assert kinds == sorted(["Deployment", "ServiceAccount", *expected_rbac, *webhook])
+    assert kinds == sorted(["Deployment", "ServiceAccount", *expected_rbac, *webhook, *workers])
     # The API server validates every object against its own schemas (strict fields).
     cluster.kubectl(
         "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-", stdin=rendered
@@ -131,7 +142,11 @@ def test_values_schema_refuses_bad_values(cluster: Cluster) -> None:
 
 
 def _granted(cluster: Cluster, namespace: str) -> set[tuple[str, str, str]]:
-    roles = [d for d in _docs(cluster, *_namespaced(namespace)) if d["kind"] == "Role"]
+    roles = [
+        d
+        for d in _docs(cluster, *_namespaced(namespace))
+        if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-worker")
+    ]
     assert len(roles) == 2, "the watched namespace's Role and the leader-election Role"
     return {
         (group, resource, verb)
@@ -192,6 +207,17 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
         },
     )
     operator.start()
+    worker_token = cluster.kubectl(
+        "-n", namespace, "create", "token", f"{RELEASE}-worker", "--duration=1h"
+    ).stdout.strip()
+    worker = WorkerProcess(
+        cluster,
+        namespace,
+        tmp_path / "worker.log",
+        [str(PYTHON_STEPS)],
+        env={"KUBECONFIG": str(cluster.kubeconfig_with_token(f"worker-{namespace}", worker_token))},
+    )
+    worker.start()
     cluster.kubectl(
         "-n", namespace, "create", "secret", "generic", "api", "--from-literal=token=t0k3n"
     )
@@ -222,6 +248,13 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
                             "timeout": "1s",
                             "next": [{"when": "error.errorClass == 'Timeout'", "continue": True}],
                         },
+                        {"name": "py", "python": {"function": "python_steps:echo"}},
+                        {
+                            "name": "py_stuck",
+                            "python": {"function": "python_steps:slow"},
+                            "timeout": "1s",
+                            "next": [{"when": "error.errorClass == 'Timeout'", "continue": True}],
+                        },
                     ],
                 ),
                 namespace,
@@ -237,7 +270,10 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
             )
     finally:
         operator.stop()
+        worker.stop()
     assert done["status"]["phase"] == "Succeeded", done["status"]["message"]
+    assert done["status"]["steps"]["py"]["output"]["step"] == "py"
+    assert "HTTP 403" not in worker.logs(), worker.logs()
     assert done["status"]["steps"]["run"]["output"] == {"ran": True}
     assert done["status"]["steps"]["stuck"]["error"]["errorClass"] == "Timeout"
     # Timestamps carry milliseconds ("42,403]"), so a bare "403" would match by chance.
@@ -248,6 +284,11 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
         cluster.control_plane.audit_log, f"system:serviceaccount:{namespace}:{RELEASE}"
     )
     assert denied == [], f"the operator was refused: {denied}"
+    worker_used, worker_denied = _used(
+        cluster.control_plane.audit_log, f"system:serviceaccount:{namespace}:{RELEASE}-worker"
+    )
+    assert worker_denied == [], f"the worker was refused: {worker_denied}"
+    assert ("cerebelum.io", "stepruns/status", "update") in worker_used
     granted = _granted(cluster, namespace)
     assert used - granted == set(), "used without being granted (should have been refused)"
     assert granted - used == set(), "granted but never used: remove from the chart's rules"

@@ -14,9 +14,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* The operator's pods only: worker pods carry component: worker. */}}
 {{- define "cerebelum.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "cerebelum.serviceAccountName" -}}
@@ -30,6 +32,8 @@ server's audit log of a full run):
   workflows/status: update (one status write per reconciliation)
   events: create; secrets: get (action tokens and headers)
   jobs: create, get, watch (one Job), delete (cancelled attempts); pods: list (termination message)
+  stepruns: list+watch (results of python steps), create (one per attempt), delete (cancelled
+    attempts), deletecollection (a finished workflow's StepRuns)
 */}}
 {{- define "cerebelum.rules" -}}
 - apiGroups: [cerebelum.io]
@@ -50,4 +54,24 @@ server's audit log of a full run):
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+- apiGroups: [cerebelum.io]
+  resources: [stepruns]
+  verbs: [list, watch, create, delete, deletecollection]
+{{- end -}}
+
+{{- define "cerebelum.workerServiceAccountName" -}}
+{{- default (printf "%s-worker" (include "cerebelum.fullname" .)) .Values.pythonWorkers.serviceAccountName -}}
+{{- end -}}
+
+{{/*
+What a `cerebelum worker` does: watch its queue's StepRuns (get when a write conflicts) and
+write their status (claim, lease renewals, result). It never sees Workflows or Secrets.
+*/}}
+{{- define "cerebelum.workerRules" -}}
+- apiGroups: [cerebelum.io]
+  resources: [stepruns]
+  verbs: [get, list, watch]
+- apiGroups: [cerebelum.io]
+  resources: [stepruns/status]
+  verbs: [update]
 {{- end -}}

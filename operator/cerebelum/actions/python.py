@@ -138,6 +138,21 @@ def outcome(body: dict[str, Any]) -> Any:
     )
 
 
+async def _look(custom: Any, hub: StepRunResults, namespace: str, name: str) -> None:
+    """Read the StepRun once, in case its result came before anyone waited (or a watch
+    event was missed). A list by name: the verb the operator's watch needs anyway."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    found = await custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, STEPRUN_PLURAL, field_selector=f"metadata.name={name}"
+    )
+    if not found.get("items"):
+        raise ApiException(status=404, reason="NotFound")
+    item = found["items"][0]
+    item.setdefault("metadata", {}).setdefault("namespace", namespace)
+    hub.observe(item)
+
+
 async def python(params: dict[str, Any], context: ActionContext) -> Any:
     if context.kube is None or context.stepruns is None:
         raise ActionError(
@@ -159,19 +174,13 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
         except ApiException as exc:
             if exc.status != 409:  # 409: this attempt's StepRun exists (operator restart)
                 raise _api_error(exc, f"creating steprun {name}") from None
-            hub.observe(
-                await custom.get_namespaced_custom_object(GROUP, VERSION, ns, STEPRUN_PLURAL, name)
-            )
+            await _look(custom, hub, ns, name)
         while True:
             try:
                 body = await asyncio.wait_for(asyncio.shield(arrived), _RECHECK_SECONDS)
                 break
             except TimeoutError:
-                hub.observe(
-                    await custom.get_namespaced_custom_object(
-                        GROUP, VERSION, ns, STEPRUN_PLURAL, name
-                    )
-                )
+                await _look(custom, hub, ns, name)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await asyncio.shield(

@@ -1,0 +1,35 @@
+"""Step functions the integration tests hand to real `cerebelum worker` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from cerebelum import Context, step
+
+
+@step
+async def echo(context: Context, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"inputs": inputs, "step": context.step_name, "attempt": context.attempt}
+
+
+@step
+async def slow(context: Context) -> dict[str, Any]:
+    await asyncio.sleep(30)
+    return {"slept": 30}
+
+
+@step
+async def flaky(context: Context) -> dict[str, Any]:
+    """Fails its first two attempts: retries see context.attempt grow."""
+    if context.attempt < 3:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+    return {"attempt": context.attempt}
+
+
+@step
+async def blocking(context: Context, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Blocks its thread (time.sleep inside async def): the worker must keep serving."""
+    time.sleep(float(inputs.get("seconds", 3)))
+    return {"blocked": True}
