@@ -126,7 +126,7 @@ class StepDef:
         return Timeline([[self]]).__rshift__(other)
 
     def __rrshift__(self, other: Any) -> Timeline:
-        return Timeline([_group(other)]) >> self
+        return Timeline([as_group(other)]) >> self
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
@@ -141,16 +141,16 @@ class Timeline:
     def __rshift__(self, other: Any) -> Timeline:
         if isinstance(other, Timeline):
             return Timeline(self.groups + other.groups)
-        return Timeline([*self.groups, _group(other)])
+        return Timeline([*self.groups, as_group(other)])
 
     def __rrshift__(self, other: Any) -> Timeline:
-        return Timeline([_group(other), *self.groups])
+        return Timeline([as_group(other), *self.groups])
 
     def steps(self) -> list[StepDef]:
         return [s for group in self.groups for s in group]
 
 
-def _group(item: Any) -> list[StepDef]:
+def as_group(item: Any) -> list[StepDef]:
     if isinstance(item, StepDef):
         return [item]
     if isinstance(item, (list, tuple)) and item and all(isinstance(s, StepDef) for s in item):

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from cerebelum.api import API_VERSION, KIND
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.steprun import DEFAULT_QUEUE
-from cerebelum.sdk.steps import FUNCTIONS, DefinitionError, Retry, StepDef, Timeline
+from cerebelum.sdk.steps import FUNCTIONS, DefinitionError, Retry, StepDef, Timeline, as_group
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,11 @@ class WorkflowBuilder:
             )
         return stepdef
 
-    def timeline(self, line: Timeline | StepDef) -> None:
+    def timeline(self, line: Timeline | StepDef | list[StepDef]) -> None:
         if self.line is not None:
             raise DefinitionError(f"workflow {self._name}: wf.timeline is called twice")
-        if isinstance(line, StepDef):
-            line = Timeline([[line]])
+        if isinstance(line, (StepDef, list, tuple)):
+            line = Timeline([as_group(line)])  # one step, or one parallel group
         if not isinstance(line, Timeline):
             raise DefinitionError(
                 f"workflow {self._name}: wf.timeline takes steps joined with >>, not {line!r}"
