@@ -16,11 +16,12 @@ import pytest
 
 from cerebelum.devcluster.pki import CertificateAuthority
 from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.fakes.ssh import FakeSshServer, write_client_key
 from tests.harness import Cluster
 from tests.harness.cluster import eventually
 from tests.harness.operator import OperatorProcess
 from tests.harness.worker import WorkerProcess
-from tests.harness.workflows import wait_for_phase
+from tests.harness.workflows import get, wait_for_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "python"
@@ -182,3 +183,110 @@ def test_sdk_droplet_example_with_two_workers_and_a_worker_killed_mid_step(
     for w in workers:
         assert TOKEN not in w.logs()
     assert TOKEN not in operator.logs()
+
+
+def workflow_stepruns(cluster: Cluster, namespace: str, workflow: str) -> list[dict[str, Any]]:
+    return [r for r in stepruns(cluster, namespace) if r["spec"]["workflow"] == workflow]
+
+
+def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_too(
+    cluster: Cluster,
+    crds: None,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    key = write_client_key(home)  # ~/.ssh/id_ed25519, where paramiko looks by default
+    with fake_digitalocean_https(tmp_path) as (fake, env), FakeSshServer(key) as ssh:
+        fake.state.active_after = 4.0
+        env = {**env, "HOME": str(home), "SSH_PORT": str(ssh.port), "SSH_AUTH_SOCK": ""}
+        as_written = WorkerProcess(
+            cluster,
+            namespace,
+            tmp_path / "worker-default.log",
+            [str(EXAMPLES / "reference.py")],
+            identity="reference-worker",
+            concurrency=2,
+            env=env,
+        )
+        decorated = WorkerProcess(
+            cluster,
+            namespace,
+            tmp_path / "worker-droplets.log",
+            [str(EXAMPLES / "droplet.py")],
+            queue="droplets",
+            identity="decorator-worker",
+            env=env,
+        )
+        as_written.start()
+        decorated.start()
+        try:
+            applied = cli(
+                cluster, namespace, "apply", "examples/python/reference.py:deploy_workflow"
+            )
+            assert applied.returncode == 0, applied.stderr
+            reference = wait_for_phase(
+                cluster, namespace, "deploy-workflow", ("Succeeded", "Failed"), timeout=90
+            )["status"]
+            assert reference["phase"] == "Succeeded", reference.get("message")
+            ready = reference["steps"]["wait_for_droplet_ready"]["output"]
+            assert ready["ready"] is True and ready["ip"] == "127.0.0.1" and ready["attempts"] >= 2
+            assert reference["steps"]["verify_ssh_access"]["output"] == {
+                "ip": "127.0.0.1",
+                "ssh_ready": True,
+            }
+            assert ssh.logins >= 1  # a real SSH login with the key from ~/.ssh
+            assert reference["steps"]["configure_server"]["output"] == {"configured": True}
+
+            # The anti-pattern and the decorator version, side by side.
+            for target, name in (
+                ("examples/python/reference.py:blocking_workflow", "blocking"),
+                ("examples/python/droplet.py:deploy_workflow", "decorated"),
+            ):
+                started = cli(
+                    cluster,
+                    namespace,
+                    "apply",
+                    target,
+                    "--name",
+                    name,
+                    "--input",
+                    f"ssh_port={ssh.port}",
+                )
+                assert started.returncode == 0, started.stderr
+
+            def polling_with_nothing_held() -> bool:
+                before = get(cluster, namespace, "decorated")
+                held = [
+                    r
+                    for r in workflow_stepruns(cluster, namespace, "decorated")
+                    if (r.get("status") or {}).get("phase") == "Running"
+                ]
+                after = get(cluster, namespace, "decorated")
+                same = before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+                return bool(same and after["status"]["phase"] == "Polling" and not held)
+
+            # Between poll attempts the decorator version is a deadline in status: no StepRun
+            # is running for it, no worker thread is held ...
+            eventually(polling_with_nothing_held, timeout=30, interval=0.2)
+            # ... while the blocking step keeps its claim (and a thread) for the whole wait.
+            [blocked] = workflow_stepruns(cluster, namespace, "blocking")
+            assert blocked["status"]["phase"] == "Running"
+            assert blocked["status"]["claimedBy"] == "reference-worker"
+
+            wait_for_phase(cluster, namespace, "decorated", "WaitingForApproval", timeout=60)
+            cluster.kubectl(
+                "-n", namespace, "annotate", "workflow", "decorated", "cerebelum.io/approve=go_live"
+            )
+            for name in ("blocking", "decorated"):
+                done = wait_for_phase(cluster, namespace, name, ("Succeeded", "Failed"), timeout=60)
+                assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+        finally:
+            as_written.stop()
+            decorated.stop()
+    assert get(cluster, namespace, "blocking")["status"]["steps"]["report"]["output"] == {
+        "ip": "127.0.0.1"
+    }
+    assert "[1/30] Checking droplet" in as_written.logs()  # its print() output, as written
+    assert TOKEN not in as_written.logs() + decorated.logs() + operator.logs()
