@@ -16,6 +16,7 @@ import pytest
 
 from cerebelum.devcluster.pki import CertificateAuthority
 from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.fakes.http_server import FakeHttpServer
 from tests.fakes.ssh import FakeSshServer, write_client_key
 from tests.harness import Cluster
 from tests.harness.cluster import eventually
@@ -290,3 +291,80 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
     }
     assert "[1/30] Checking droplet" in as_written.logs()  # its print() output, as written
     assert TOKEN not in as_written.logs() + decorated.logs() + operator.logs()
+
+
+FEATURES = ("sleep", "poll", "approval", "retry", "diverge", "branch", "parallel", "declarative")
+
+
+def test_every_dsl_feature_example_runs_to_its_end(
+    cluster: Cluster, crds: None, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    modules = [str(EXAMPLES / f"{name}.py") for name in FEATURES if name != "declarative"]
+    worker = WorkerProcess(cluster, namespace, tmp_path / "worker.log", modules, concurrency=4)
+    worker.start()
+    ssh = socket.create_server(("127.0.0.1", 0))
+    try:
+        with FakeHttpServer() as web:
+            inputs = {
+                "branch": ["--input", "environment=staging"],
+                "declarative": [
+                    "--input",
+                    f"url={web.url}/ok",
+                    "--input",
+                    f"port={ssh.getsockname()[1]}",
+                ],
+            }
+            for name in FEATURES:
+                target = f"examples/python/{name}.py:{name}_workflow"
+                applied = cli(cluster, namespace, "apply", target, *inputs.get(name, []))
+                assert applied.returncode == 0, applied.stderr
+            wait_for_phase(cluster, namespace, "approval-workflow", "WaitingForApproval")
+            approved = cli(
+                cluster,
+                namespace,
+                "approve",
+                "approval-workflow",
+                "publish",
+                "--reason",
+                "release day",
+                "--data",
+                '{"channel": "stable"}',
+            )
+            assert approved.returncode == 0, approved.stderr
+            done = {}
+            for name in FEATURES:
+                wf = f"{name}-workflow"
+                done[name] = wait_for_phase(
+                    cluster, namespace, wf, ("Succeeded", "Failed"), timeout=60
+                )["status"]
+                assert done[name]["phase"] == "Succeeded", (name, done[name].get("message"))
+    finally:
+        ssh.close()
+        worker.stop()
+
+    def output(name: str, step: str) -> Any:
+        return done[name]["steps"][step].get("output")
+
+    later = done["sleep"]["steps"]["later"]
+    assert later["sleepUntil"] and output("sleep", "later") == {
+        "message": "hello",
+        "after_sleep": True,
+    }
+    assert output("poll", "wait_until_ready") == {"ready": True, "looks": 3}
+    assert done["poll"]["steps"]["wait_until_ready"]["attempts"] == 3
+    assert output("poll", "wait_with_cel") == {"count": 2}
+    assert output("approval", "publish") == {
+        "version": "1.2.3",
+        "channel": "stable",
+        "reason": "release day",
+    }
+    assert output("retry", "call_flaky_service") == {"answered_on_attempt": 3}
+    assert output("diverge", "finish") == {"rounds": 3}
+    assert done["diverge"]["steps"]["optional_cleanup"]["phase"] == "Skipped"
+    assert done["branch"]["steps"]["canary"]["phase"] == "Skipped"
+    assert output("branch", "full_rollout") == {"rolled_out_to": "staging"}
+    assert output("parallel", "ship") == {"shipped": True}
+    assert output("declarative", "summary") == {"status": 200}
+    assert not [
+        r for r in stepruns(cluster, namespace) if r["spec"]["workflow"] == "declarative-workflow"
+    ]
