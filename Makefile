@@ -24,7 +24,7 @@ binaries: venv
 	$(BIN)/python -m cerebelum.devcluster ensure
 
 lint: venv
-	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/ruff check operator tests bench hack examples
 	$(BIN)/hadolint Dockerfile
 
 typecheck: venv
