@@ -7,7 +7,6 @@ others. Logs go to a file the test can read (and grep for secrets).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -15,10 +14,11 @@ from pathlib import Path
 
 from cerebelum.kube.command import operator_argv
 from tests.harness.cluster import Cluster
+from tests.harness.process import ChildProcess
 
 
 @dataclass
-class OperatorProcess:
+class OperatorProcess(ChildProcess):
     cluster: Cluster
     namespace: str
     log_path: Path
@@ -58,21 +58,3 @@ class OperatorProcess:
                 )
             time.sleep(0.05)
         raise AssertionError(f"operator did not start within {timeout}s:\n{self.logs()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up code runs, as in a crash or an evicted pod."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.cluster import Cluster
+from tests.harness.process import ChildProcess
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     cluster: Cluster
     namespace: str
     log_path: Path
@@ -62,21 +62,3 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"worker did not start:\n{self.logs()}")
             time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: the worker dies mid-step, as in a crash; its lease is left to run out."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -8,24 +8,11 @@ import sys
 from pathlib import Path
 
 from tests.harness import Cluster
+from tests.harness.cli import cerebelum as cli
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase, wait_for_step_phase, workflow
 
 BIN = Path(sys.executable).parent
-
-
-def cli(
-    cluster: Cluster, namespace: str, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    return subprocess.run(
-        [str(BIN / "cerebelum"), *args, "-n", namespace],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_status_approve_watch_and_history(

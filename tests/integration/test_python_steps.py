@@ -4,7 +4,6 @@ processes claim and run them, against the real API server and the local fake Dig
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.http_server import FakeHttpServer
 from tests.fakes.ssh import FakeSshServer, write_client_key
 from tests.harness import Cluster
+from tests.harness.cli import cerebelum, cerebelum_background
 from tests.harness.cluster import eventually
 from tests.harness.operator import OperatorProcess
 from tests.harness.worker import WorkerProcess
@@ -28,33 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "python"
 BIN = Path(sys.executable).parent
 TOKEN = "dop_v1_fake_sdk_token_0123456789_do_not_leak"
-
-
-def cli(
-    cluster: Cluster, namespace: str, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    return subprocess.run(
-        [str(BIN / "cerebelum"), *args, "-n", namespace],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-        cwd=ROOT,
-    )
-
-
-def cli_background(cluster: Cluster, namespace: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    return subprocess.Popen(
-        [str(BIN / "cerebelum"), *args, "-n", namespace],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture
@@ -115,7 +88,7 @@ def test_sdk_droplet_example_with_two_workers_and_a_worker_killed_mid_step(
         for w in workers:
             w.start()
         try:
-            applied = cli(
+            applied = cerebelum(
                 cluster,
                 namespace,
                 "apply",
@@ -124,7 +97,7 @@ def test_sdk_droplet_example_with_two_workers_and_a_worker_killed_mid_step(
                 f"ssh_port={ssh_port}",
             )
             assert applied.returncode == 0, applied.stderr
-            watcher = cli_background(
+            watcher = cerebelum_background(
                 cluster, namespace, "watch", "deploy-workflow", "--timeout", "120"
             )
 
@@ -144,7 +117,7 @@ def test_sdk_droplet_example_with_two_workers_and_a_worker_killed_mid_step(
             fake.stall_after_create(0)
 
             wait_for_phase(cluster, namespace, "deploy-workflow", "WaitingForApproval", timeout=60)
-            approved = cli(
+            approved = cerebelum(
                 cluster,
                 namespace,
                 "approve",
@@ -200,7 +173,7 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
     home = tmp_path / "home"
     key = write_client_key(home)  # ~/.ssh/id_ed25519, where paramiko looks by default
     with fake_digitalocean_https(tmp_path) as (fake, env), FakeSshServer(key) as ssh:
-        fake.state.active_after = 4.0
+        fake.state.active_after = 6.0  # the blocking loop then sleeps twice: 10 s held
         env = {**env, "HOME": str(home), "SSH_PORT": str(ssh.port), "SSH_AUTH_SOCK": ""}
         as_written = WorkerProcess(
             cluster,
@@ -223,7 +196,7 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
         as_written.start()
         decorated.start()
         try:
-            applied = cli(
+            applied = cerebelum(
                 cluster, namespace, "apply", "examples/python/reference.py:deploy_workflow"
             )
             assert applied.returncode == 0, applied.stderr
@@ -245,7 +218,7 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
                 ("examples/python/reference.py:blocking_workflow", "blocking"),
                 ("examples/python/droplet.py:deploy_workflow", "decorated"),
             ):
-                started = cli(
+                started = cerebelum(
                     cluster,
                     namespace,
                     "apply",
@@ -272,7 +245,11 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
             # is running for it, no worker thread is held ...
             eventually(polling_with_nothing_held, timeout=30, interval=0.2)
             # ... while the blocking step keeps its claim (and a thread) for the whole wait.
-            [blocked] = workflow_stepruns(cluster, namespace, "blocking")
+            [blocked] = [
+                r
+                for r in workflow_stepruns(cluster, namespace, "blocking")
+                if r["spec"]["step"] == "create_and_wait"
+            ]
             assert blocked["status"]["phase"] == "Running"
             assert blocked["status"]["claimedBy"] == "reference-worker"
 
@@ -316,10 +293,10 @@ def test_every_dsl_feature_example_runs_to_its_end(
             }
             for name in FEATURES:
                 target = f"examples/python/{name}.py:{name}_workflow"
-                applied = cli(cluster, namespace, "apply", target, *inputs.get(name, []))
+                applied = cerebelum(cluster, namespace, "apply", target, *inputs.get(name, []))
                 assert applied.returncode == 0, applied.stderr
             wait_for_phase(cluster, namespace, "approval-workflow", "WaitingForApproval")
-            approved = cli(
+            approved = cerebelum(
                 cluster,
                 namespace,
                 "approve",

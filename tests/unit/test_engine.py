@@ -726,3 +726,65 @@ def test_a_cycle_in_depends_on_fails_with_a_clear_reason() -> None:
     d.tick()
     assert d.phase == "Failed"
     assert "cycle" in (d.status.message or "")  # type: ignore[union-attr]
+
+
+PYTHON_STEP = {"function": "deploy:wait_for_ip", "queue": "droplets", "checks": ["poll"]}
+
+
+def test_a_python_poll_ends_when_the_workers_check_holds() -> None:
+    d = Driver(
+        {
+            "steps": [
+                {
+                    "name": "wait",
+                    "python": PYTHON_STEP,
+                    "poll": {"until": "checks.poll", "interval": "3s", "maxAttempts": 5},
+                }
+            ]
+        },
+        defer=True,
+    )
+    d.tick()
+    [call] = d.calls_for("wait")
+    assert call.kind == "python" and not call.local and call.params["queue"] == "droplets"
+    d.complete("wait", output={"ip": None}, checks={"poll": False})
+    assert d.phase == "Polling" and d.step("wait").checks == {"poll": False}
+    d.at(3)
+    d.complete("wait", output={"ip": "10.0.0.1"}, checks={"poll": True})
+    assert d.phase == "Succeeded" and d.step("wait").output == {"ip": "10.0.0.1"}
+    assert d.step("wait").attempts == 2
+
+
+def test_a_branch_rule_reads_checks_and_the_step_sees_its_approval() -> None:
+    d = Driver(
+        {
+            "steps": [
+                {
+                    "name": "inspect",
+                    "python": {**PYTHON_STEP, "checks": ["branch"]},
+                    "next": [
+                        {"when": "error == null && (checks.branch)", "continue": True},
+                        {"when": "error == null", "goto": "last"},
+                    ],
+                },
+                {
+                    "name": "gated",
+                    "approval": {},
+                    "noop": {"with": {"by": "${{ step.approval.decidedBy }}"}},
+                },
+                {"name": "last", "noop": {"with": {}}},
+            ]
+        },
+    )
+    d.tick()
+    d.complete("inspect", output={}, checks={"branch": True})
+    assert d.phase == "WaitingForApproval"
+    d.approve("gated", decided_by="alice", data={"ticket": 7})
+    assert d.step("gated").output == {"by": "alice"}
+    assert d.step("gated").approval.data == {"ticket": 7}
+    assert d.phase == "Succeeded"
+
+    skipped = Driver({"steps": d.spec.to_wire()["steps"]})
+    skipped.tick()
+    skipped.complete("inspect", output={}, checks={"branch": False})
+    assert skipped.step_phase("gated") == "Skipped" and skipped.phase == "Succeeded"

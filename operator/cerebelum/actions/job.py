@@ -17,8 +17,7 @@ import json
 from typing import Any
 
 from cerebelum.actions.base import ActionContext, ActionError
-from cerebelum.actions.naming import attempt_name, label_value
-from cerebelum.api import API_VERSION, KIND
+from cerebelum.actions.owned import api_error, attempt_name, label_value, owner_reference
 
 _WATCH_SECONDS = 60
 _LABEL_WORKFLOW = "cerebelum.io/workflow"
@@ -74,16 +73,7 @@ def build_job(name: str, params: dict[str, Any], context: ActionContext) -> dict
             "namespace": context.namespace,
             "labels": labels,
             "annotations": {"cerebelum.io/idempotency-key": context.idempotency_key},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": context.workflow,
-                    "uid": context.workflow_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(context)],
         },
         "spec": spec,
     }
@@ -96,17 +86,6 @@ def _finished(job: Any) -> tuple[str, str] | None:
             detail = ": ".join(p for p in (condition.reason, condition.message) if p)
             return condition.type, detail
     return None
-
-
-def _api_error(exc: Any, what: str) -> ActionError:
-    message = ""
-    with contextlib.suppress(ValueError, TypeError):
-        message = json.loads(exc.body).get("message", "")
-    if exc.status == 403:
-        return ActionError("Forbidden", f"{what}: {message or 'forbidden'}", retryable=False)
-    if exc.status in (400, 422):
-        return ActionError("Invalid", f"{what}: {message or 'invalid'}", retryable=False)
-    return ActionError("ApiError", f"{what}: HTTP {exc.status}", retryable=True)
 
 
 async def _wait(batch: Any, namespace: str, name: str) -> tuple[str, str]:
@@ -156,7 +135,7 @@ async def job(params: dict[str, Any], context: ActionContext) -> Any:
         await batch.create_namespaced_job(context.namespace, body)
     except ApiException as exc:
         if exc.status != 409:  # 409: this attempt's Job exists already (operator restart)
-            raise _api_error(exc, f"creating job {name}") from None
+            raise api_error(exc, f"creating job {name}") from None
     try:
         kind, detail = await _wait(batch, context.namespace, name)
     except asyncio.CancelledError:
@@ -168,7 +147,7 @@ async def job(params: dict[str, Any], context: ActionContext) -> Any:
             )
         raise
     except ApiException as exc:
-        raise _api_error(exc, f"watching job {name}") from None
+        raise api_error(exc, f"watching job {name}") from None
     if kind == "Failed":
         raise ActionError(
             "JobFailed", f"job {name} failed: {detail or 'no reason given'}", retryable=False

@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 from typing import Any
 
 from cerebelum.actions.base import ActionContext, ActionError, CheckedOutput
-from cerebelum.actions.naming import attempt_name, label_value
-from cerebelum.api import API_VERSION, GROUP, KIND, VERSION
+from cerebelum.actions.owned import api_error, attempt_name, label_value, owner_reference
+from cerebelum.api import API_VERSION, GROUP, VERSION
 from cerebelum.api.durations import format_time
 from cerebelum.api.steprun import (
     DEFAULT_QUEUE,
@@ -97,30 +96,10 @@ def build_steprun(name: str, params: dict[str, Any], context: ActionContext) -> 
                 LABEL_WORKFLOW: label_value(context.workflow),
                 LABEL_STEP: label_value(context.step),
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": context.workflow,
-                    "uid": context.workflow_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(context)],
         },
         "spec": spec,
     }
-
-
-def _api_error(exc: Any, what: str) -> ActionError:
-    message = ""
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
-        message = json.loads(exc.body).get("message", "")
-    if exc.status == 403:
-        return ActionError("Forbidden", f"{what}: {message or 'forbidden'}", retryable=False)
-    if exc.status in (400, 422):
-        return ActionError("Invalid", f"{what}: {message or 'invalid'}", retryable=False)
-    return ActionError("ApiError", f"{what}: HTTP {exc.status}", retryable=True)
 
 
 def outcome(body: dict[str, Any]) -> Any:
@@ -173,7 +152,7 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
             )
         except ApiException as exc:
             if exc.status != 409:  # 409: this attempt's StepRun exists (operator restart)
-                raise _api_error(exc, f"creating steprun {name}") from None
+                raise api_error(exc, f"creating steprun {name}") from None
             await _look(custom, hub, ns, name)
         while True:
             try:
@@ -192,7 +171,7 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
             raise ActionError(
                 "StepRunDeleted", f"steprun {name} was deleted before it finished", retryable=True
             ) from None
-        raise _api_error(exc, f"reading steprun {name}") from None
+        raise api_error(exc, f"reading steprun {name}") from None
     finally:
         hub.forget(ns, name)
     return outcome(body)

@@ -107,25 +107,30 @@ def _object_schema(
     }
 
 
-def build_crd() -> dict[str, Any]:
-    schema = _object_schema(
-        WorkflowSpec,
-        WorkflowStatus,
-        "A durable workflow: steps run by the Cerebelum operator. Its status is the polling API.",
-    )
+def _column(name: str, path: str, type_: str = "string", priority: int = 0) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
+    if priority:
+        column["priority"] = priority
+    return column
+
+
+def _crd(
+    kind: str, plural: str, short_name: str, schema: dict[str, Any], columns: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A namespaced CRD of the group, with a status subresource and a selectable phase."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["cwf"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short_name],
                 "categories": ["cerebelum"],
             },
             "versions": [
@@ -136,28 +141,30 @@ def build_crd() -> dict[str, Any]:
                     "subresources": {"status": {}},
                     "selectableFields": [{"jsonPath": ".status.phase"}],
                     "additionalPrinterColumns": [
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Step", "type": "string", "jsonPath": ".status.currentStep"},
-                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-                        {
-                            "name": "Wake",
-                            "type": "string",
-                            "jsonPath": ".status.nextWakeAt",
-                            "priority": 1,
-                        },
-                        {
-                            "name": "Message",
-                            "type": "string",
-                            "jsonPath": ".status.message",
-                            "priority": 1,
-                        },
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        *columns,
+                        _column("Age", ".metadata.creationTimestamp", "date"),
                     ],
                     "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
+
+
+def build_crd() -> dict[str, Any]:
+    schema = _object_schema(
+        WorkflowSpec,
+        WorkflowStatus,
+        "A durable workflow: steps run by the Cerebelum operator. Its status is the polling API.",
+    )
+    columns = [
+        _column("Phase", ".status.phase"),
+        _column("Step", ".status.currentStep"),
+        _column("Progress", ".status.progress"),
+        _column("Wake", ".status.nextWakeAt", priority=1),
+        _column("Message", ".status.message", priority=1),
+    ]
+    return _crd(KIND, PLURAL, "cwf", schema, columns)
 
 
 def build_steprun_crd() -> dict[str, Any]:
@@ -166,44 +173,16 @@ def build_steprun_crd() -> dict[str, Any]:
         StepRunStatus,
         "One attempt of a Python step, created by the operator and run by a cerebelum worker.",
     )
-    column = {"type": "string", "priority": 0}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{STEPRUN_PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": STEPRUN_KIND,
-                "listKind": f"{STEPRUN_KIND}List",
-                "plural": STEPRUN_PLURAL,
-                "singular": STEPRUN_KIND.lower(),
-                "shortNames": ["csr"],
-                "categories": ["cerebelum"],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "selectableFields": [{"jsonPath": ".status.phase"}],
-                    "additionalPrinterColumns": [
-                        {**column, "name": "Workflow", "jsonPath": ".spec.workflow"},
-                        {**column, "name": "Step", "jsonPath": ".spec.step"},
-                        {**column, "name": "Queue", "jsonPath": ".spec.queue"},
-                        {"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"},
-                        {**column, "name": "Phase", "jsonPath": ".status.phase"},
-                        {**column, "name": "Worker", "jsonPath": ".status.claimedBy"},
-                        {**column, "name": "Function", "jsonPath": ".spec.function", "priority": 1},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
-        },
-    }
+    columns = [
+        _column("Workflow", ".spec.workflow"),
+        _column("Step", ".spec.step"),
+        _column("Queue", ".spec.queue"),
+        _column("Attempt", ".spec.attempt", "integer"),
+        _column("Phase", ".status.phase"),
+        _column("Worker", ".status.claimedBy"),
+        _column("Function", ".spec.function", priority=1),
+    ]
+    return _crd(STEPRUN_KIND, STEPRUN_PLURAL, "csr", schema, columns)
 
 
 _HEADER = "# Generated by `python -m cerebelum.api.crd` from cerebelum/api; do not edit.\n"

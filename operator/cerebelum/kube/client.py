@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from cerebelum.actions.naming import label_value
+from cerebelum.actions.owned import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.steprun import LABEL_WORKFLOW, STEPRUN_PLURAL
 from cerebelum.kube.metrics import API_REQUESTS
