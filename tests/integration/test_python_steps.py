@@ -295,6 +295,18 @@ def test_every_dsl_feature_example_runs_to_its_end(
                 target = f"examples/python/{name}.py:{name}_workflow"
                 applied = cerebelum(cluster, namespace, "apply", target, *inputs.get(name, []))
                 assert applied.returncode == 0, applied.stderr
+            again = cerebelum(
+                cluster, namespace, "apply", "examples/python/sleep.py:sleep_workflow"
+            )
+            assert again.returncode == 1 and "sleep-workflow already exists" in again.stderr
+            fresh = cerebelum(
+                cluster,
+                namespace,
+                "apply",
+                "examples/python/sleep.py:sleep_workflow",
+                "--generate-name",
+            )
+            assert fresh.returncode == 0 and "sleep-workflow-" in fresh.stdout, fresh.stderr
             wait_for_phase(cluster, namespace, "approval-workflow", "WaitingForApproval")
             approved = cerebelum(
                 cluster,
