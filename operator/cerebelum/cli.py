@@ -26,6 +26,7 @@ settings from the environment, which the Helm chart sets:
     CEREBELUM_METRICS_PORT       serve Prometheus metrics (/metrics) on this port
     CEREBELUM_WEBHOOK_PORT       serve the approver webhooks (HTTPS) on this port
     CEREBELUM_WEBHOOK_CERT/_KEY  the webhook's serving certificate and key (PEM files)
+    CEREBELUM_UNCLAIMED_WARNING_SECONDS  warn when no worker claims a python step (default 30)
 """
 
 from __future__ import annotations

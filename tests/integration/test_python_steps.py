@@ -357,3 +357,47 @@ def test_every_dsl_feature_example_runs_to_its_end(
     assert not [
         r for r in stepruns(cluster, namespace) if r["spec"]["workflow"] == "declarative-workflow"
     ]
+
+
+def test_a_step_no_worker_claims_warns_and_its_timeout_ends_it(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    operator = OperatorProcess(
+        cluster,
+        namespace,
+        tmp_path / "operator.log",
+        env={"CEREBELUM_UNCLAIMED_WARNING_SECONDS": "1"},
+    )
+    operator.start()
+    try:
+        cluster.apply(
+            {
+                "apiVersion": "cerebelum.io/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {"name": "orphan"},
+                "spec": {
+                    "steps": [
+                        {
+                            "name": "compute",
+                            "python": {"function": "jobs:compute", "queue": "nobody"},
+                            "timeout": "4s",
+                        }
+                    ]
+                },
+            },
+            namespace,
+        )
+
+        def warning() -> str:
+            events = cluster.kubectl_json("-n", namespace, "get", "events")["items"]
+            return next((e["message"] for e in events if e["reason"] == "NoWorker"), "")
+
+        message = eventually(warning, timeout=20)
+        assert "no worker of queue nobody has claimed steprun orphan-compute-" in message
+        assert "cerebelum worker --queue nobody" in message
+        done = wait_for_phase(cluster, namespace, "orphan", "Failed", timeout=20)["status"]
+        assert done["steps"]["compute"]["error"]["errorClass"] == "Timeout"
+        # The timed-out attempt's StepRun is deleted: no worker arriving later runs it.
+        eventually(lambda: stepruns(cluster, namespace) == [] or None, timeout=10)
+    finally:
+        operator.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,6 +71,10 @@ class ActionContext:
     timeout: datetime.timedelta | None = None
     #: Where finished StepRuns arrive from the operator's watch (python steps).
     stepruns: Any = None
+    #: Post a Warning Event on the workflow: (reason, message).
+    warn: Callable[[str, str], Awaitable[None]] | None = None
+    #: Warn when a python step's StepRun is still unclaimed after this long.
+    unclaimed_warning: datetime.timedelta | None = None
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def outcome(body: dict[str, Any]) -> Any:
     )
 
 
-async def _look(custom: Any, hub: StepRunResults, namespace: str, name: str) -> None:
+async def _look(custom: Any, hub: StepRunResults, namespace: str, name: str) -> dict[str, Any]:
     """Read the StepRun once, in case its result came before anyone waited (or a watch
     event was missed). A list by name: the verb the operator's watch needs anyway."""
     from kubernetes_asyncio.client.exceptions import ApiException
@@ -127,9 +127,10 @@ async def _look(custom: Any, hub: StepRunResults, namespace: str, name: str) -> 
     )
     if not found.get("items"):
         raise ApiException(status=404, reason="NotFound")
-    item = found["items"][0]
+    item: dict[str, Any] = found["items"][0]
     item.setdefault("metadata", {}).setdefault("namespace", namespace)
     hub.observe(item)
+    return item
 
 
 async def python(params: dict[str, Any], context: ActionContext) -> Any:
@@ -154,12 +155,23 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
             if exc.status != 409:  # 409: this attempt's StepRun exists (operator restart)
                 raise api_error(exc, f"creating steprun {name}") from None
             await _look(custom, hub, ns, name)
+        warn_after = context.unclaimed_warning
         while True:
+            limit = warn_after.total_seconds() if warn_after is not None else _RECHECK_SECONDS
             try:
-                body = await asyncio.wait_for(asyncio.shield(arrived), _RECHECK_SECONDS)
+                body = await asyncio.wait_for(asyncio.shield(arrived), limit)
                 break
             except TimeoutError:
-                await _look(custom, hub, ns, name)
+                item = await _look(custom, hub, ns, name)
+            phase = (item.get("status") or {}).get("phase") or StepRunPhase.PENDING
+            if warn_after is not None and phase == StepRunPhase.PENDING and context.warn:
+                queue = params.get("queue") or DEFAULT_QUEUE
+                await context.warn(
+                    "NoWorker",
+                    f"step {context.step}: no worker of queue {queue} has claimed steprun {name} "
+                    f"in {limit:g}s; run one: cerebelum worker --queue {queue} MODULE",
+                )
+            warn_after = None  # once: then only the periodic re-check
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await asyncio.shield(

@@ -353,6 +353,8 @@ class Runtime:
             approval=step_status.get("approval"),
             timeout=call.timeout,
             stepruns=self.stepruns,
+            warn=lambda reason, message: self.kube.post_event(latest, "Warning", reason, message),
+            unclaimed_warning=datetime.timedelta(seconds=self.settings.unclaimed_warning_seconds),
         )
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:

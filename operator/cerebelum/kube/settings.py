@@ -42,6 +42,8 @@ class OperatorSettings:
     #: Serving certificate and key of the webhook (PEM files).
     webhook_cert: str | None = None
     webhook_key: str | None = None
+    #: Warn (an Event) when no worker has claimed a python step's StepRun this long.
+    unclaimed_warning_seconds: float = 30.0
     #: Reporting component name on Events.
     component: str = "cerebelum-operator"
 
@@ -70,6 +72,9 @@ class OperatorSettings:
             webhook_addr=os.environ.get("CEREBELUM_WEBHOOK_ADDR", cls.webhook_addr),
             webhook_cert=os.environ.get("CEREBELUM_WEBHOOK_CERT") or None,
             webhook_key=os.environ.get("CEREBELUM_WEBHOOK_KEY") or None,
+            unclaimed_warning_seconds=float(
+                os.environ.get("CEREBELUM_UNCLAIMED_WARNING_SECONDS", cls.unclaimed_warning_seconds)
+            ),
             inline_local_actions=os.environ.get("CEREBELUM_INLINE_LOCAL_ACTIONS", "true").lower()
             not in ("0", "false", "no"),
         )
