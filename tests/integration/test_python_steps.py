@@ -401,3 +401,49 @@ def test_a_step_no_worker_claims_warns_and_its_timeout_ends_it(
         eventually(lambda: stepruns(cluster, namespace) == [] or None, timeout=10)
     finally:
         operator.stop()
+
+
+PYTHON_STEPS = Path(__file__).resolve().parents[1] / "fakes" / "python_steps.py"
+
+
+def test_an_operator_restarted_mid_step_picks_up_the_same_steprun(
+    cluster: Cluster, crds: None, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    worker = WorkerProcess(cluster, namespace, tmp_path / "worker.log", [str(PYTHON_STEPS)])
+    worker.start()
+    try:
+        cluster.apply(
+            {
+                "apiVersion": "cerebelum.io/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {"name": "restart"},
+                "spec": {
+                    "inputs": {"seconds": 3},
+                    "steps": [
+                        {
+                            "name": "hold",
+                            "python": {
+                                "function": "python_steps:blocking",
+                                "arguments": {"inputs": "${{ inputs }}"},
+                            },
+                        }
+                    ],
+                },
+            },
+            namespace,
+        )
+
+        def claimed() -> bool:
+            runs = stepruns(cluster, namespace)
+            return bool(runs and (runs[0].get("status") or {}).get("phase") == "Running")
+
+        eventually(claimed, timeout=20)
+        operator.kill()  # the attempt is recorded; its result will come to a new process
+        operator.start()
+        done = wait_for_phase(cluster, namespace, "restart", ("Succeeded", "Failed"), timeout=30)
+    finally:
+        worker.stop()
+    hold = done["status"]["steps"]["hold"]
+    assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    assert hold["output"] == {"blocked": True} and hold["attempts"] == 1
+    assert worker.logs().count("claimed ") == 1  # one run of the function, not two
