@@ -167,18 +167,13 @@ def _now() -> datetime.datetime:
 
 
 async def _connect(args: argparse.Namespace) -> tuple[Any, str]:
-    from kubernetes_asyncio import client, config
+    from cerebelum.kubeconfig import ConfigError, connect
 
     try:
-        await config.load_kube_config(config_file=args.kubeconfig, context=args.context)
-        contexts, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
-    except (config.ConfigException, OSError) as exc:
-        raise UserError(f"cannot load the kubeconfig: {exc}") from None
-    if args.context:
-        active = next((c for c in contexts if c["name"] == args.context), active)
-    context: dict[str, Any] = (active or {}).get("context") or {}
-    namespace = args.namespace or context.get("namespace") or "default"
-    return client.ApiClient(), namespace
+        api, namespace = await connect(args.kubeconfig, args.context)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    return api, args.namespace or namespace
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -420,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_worker(args: argparse.Namespace) -> int:
     import logging
 
+    from cerebelum.kubeconfig import ConfigError
     from cerebelum.sdk.steps import DefinitionError
     from cerebelum.worker.main import serve
 
@@ -435,6 +431,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     except (ImportError, FileNotFoundError) as exc:
         raise UserError(f"cannot load the step modules: {exc}") from None
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
 
 
 if __name__ == "__main__":

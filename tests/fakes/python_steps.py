@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from cerebelum import Context, step
+
+#: This file, as a worker is given it.
+PATH = Path(__file__).resolve()
 
 
 @step
@@ -21,15 +25,7 @@ async def slow(context: Context) -> dict[str, Any]:
 
 
 @step
-async def flaky(context: Context) -> dict[str, Any]:
-    """Fails its first two attempts: retries see context.attempt grow."""
-    if context.attempt < 3:
-        raise ConnectionError(f"attempt {context.attempt} failed")
-    return {"attempt": context.attempt}
-
-
-@step
 async def blocking(context: Context, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Blocks its thread (time.sleep inside async def): the worker must keep serving."""
+    """Blocks its thread (time.sleep inside async def) for inputs.seconds."""
     time.sleep(float(inputs.get("seconds", 3)))
     return {"blocked": True}

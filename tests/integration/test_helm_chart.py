@@ -23,6 +23,7 @@ import yaml
 
 from cerebelum.kube.approvers import webhook_configurations
 from tests.fakes import job_controller as jobs
+from tests.fakes import python_steps
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
 from tests.harness.cluster import eventually, free_port
@@ -32,7 +33,6 @@ from tests.harness.workflows import wait_for_phase, workflow
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "cerebelum-operator"
 RELEASE = "cerebelum-operator"
-PYTHON_STEPS = Path(__file__).resolve().parents[1] / "fakes" / "python_steps.py"
 
 
 def _template(cluster: Cluster, *args: str) -> str:
@@ -214,7 +214,7 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
         cluster,
         namespace,
         tmp_path / "worker.log",
-        [str(PYTHON_STEPS)],
+        [str(python_steps.PATH)],
         env={"KUBECONFIG": str(cluster.kubeconfig_with_token(f"worker-{namespace}", worker_token))},
     )
     worker.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from cerebelum.devcluster.pki import CertificateAuthority
+from tests.fakes import python_steps
 from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.http_server import FakeHttpServer
 from tests.fakes.ssh import FakeSshServer, write_client_key
@@ -22,11 +22,10 @@ from tests.harness.cli import cerebelum, cerebelum_background
 from tests.harness.cluster import eventually
 from tests.harness.operator import OperatorProcess
 from tests.harness.worker import WorkerProcess
-from tests.harness.workflows import get, wait_for_phase
+from tests.harness.workflows import get, wait_for_phase, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "python"
-BIN = Path(sys.executable).parent
 TOKEN = "dop_v1_fake_sdk_token_0123456789_do_not_leak"
 
 
@@ -371,20 +370,16 @@ def test_a_step_no_worker_claims_warns_and_its_timeout_ends_it(
     operator.start()
     try:
         cluster.apply(
-            {
-                "apiVersion": "cerebelum.io/v1alpha1",
-                "kind": "Workflow",
-                "metadata": {"name": "orphan"},
-                "spec": {
-                    "steps": [
-                        {
-                            "name": "compute",
-                            "python": {"function": "jobs:compute", "queue": "nobody"},
-                            "timeout": "4s",
-                        }
-                    ]
-                },
-            },
+            workflow(
+                "orphan",
+                [
+                    {
+                        "name": "compute",
+                        "python": {"function": "jobs:compute", "queue": "nobody"},
+                        "timeout": "4s",
+                    }
+                ],
+            ),
             namespace,
         )
 
@@ -403,33 +398,26 @@ def test_a_step_no_worker_claims_warns_and_its_timeout_ends_it(
         operator.stop()
 
 
-PYTHON_STEPS = Path(__file__).resolve().parents[1] / "fakes" / "python_steps.py"
-
-
 def test_an_operator_restarted_mid_step_picks_up_the_same_steprun(
     cluster: Cluster, crds: None, namespace: str, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    worker = WorkerProcess(cluster, namespace, tmp_path / "worker.log", [str(PYTHON_STEPS)])
+    worker = WorkerProcess(cluster, namespace, tmp_path / "worker.log", [str(python_steps.PATH)])
     worker.start()
     try:
         cluster.apply(
-            {
-                "apiVersion": "cerebelum.io/v1alpha1",
-                "kind": "Workflow",
-                "metadata": {"name": "restart"},
-                "spec": {
-                    "inputs": {"seconds": 3},
-                    "steps": [
-                        {
-                            "name": "hold",
-                            "python": {
-                                "function": "python_steps:blocking",
-                                "arguments": {"inputs": "${{ inputs }}"},
-                            },
-                        }
-                    ],
-                },
-            },
+            workflow(
+                "restart",
+                [
+                    {
+                        "name": "hold",
+                        "python": {
+                            "function": "python_steps:blocking",
+                            "arguments": {"inputs": "${{ inputs }}"},
+                        },
+                    }
+                ],
+                inputs={"seconds": 3},
+            ),
             namespace,
         )
 

@@ -159,6 +159,18 @@ def test_decorators_work_above_step_too_and_poll_takes_cel() -> None:
     assert s["probe"]["http"] == {"url": "https://svc/health", "method": "GET"}
 
 
+@poll(lambda r: r["n"] > 1, interval=1, max_attempts=3)
+@step
+async def decorated_above(context: Context) -> dict[str, Any]:
+    return {"n": context.attempt}
+
+
+def test_a_decorator_above_step_reaches_the_worker_too() -> None:
+    registered = FUNCTIONS[f"{MODULE}:decorated_above"]
+    assert registered is decorated_above and registered.poll is not None
+    assert registered.checks["poll"]({"n": 2}) is True
+
+
 def test_diverge_maps_patterns_to_retry_and_next_rules() -> None:
     @workflow
     def routed(wf: Any) -> None:

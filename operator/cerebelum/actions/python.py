@@ -120,13 +120,13 @@ def outcome(body: dict[str, Any]) -> Any:
 async def _look(custom: Any, hub: StepRunResults, namespace: str, name: str) -> dict[str, Any]:
     """Read the StepRun once, in case its result came before anyone waited (or a watch
     event was missed). A list by name: the verb the operator's watch needs anyway."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
     found = await custom.list_namespaced_custom_object(
         GROUP, VERSION, namespace, STEPRUN_PLURAL, field_selector=f"metadata.name={name}"
     )
     if not found.get("items"):
-        raise ApiException(status=404, reason="NotFound")
+        raise ActionError(
+            "StepRunDeleted", f"steprun {name} was deleted before it finished", retryable=True
+        )
     item: dict[str, Any] = found["items"][0]
     item.setdefault("metadata", {}).setdefault("namespace", namespace)
     hub.observe(item)
@@ -179,10 +179,6 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
             )
         raise
     except ApiException as exc:
-        if exc.status == 404:
-            raise ActionError(
-                "StepRunDeleted", f"steprun {name} was deleted before it finished", retryable=True
-            ) from None
         raise api_error(exc, f"reading steprun {name}") from None
     finally:
         hub.forget(ns, name)

@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from cerebelum.actions.owned import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.api.objects import status_update
 from cerebelum.api.steprun import LABEL_WORKFLOW, STEPRUN_PLURAL
 from cerebelum.kube.metrics import API_REQUESTS
 
@@ -72,17 +73,7 @@ class KubeClient:
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""
         meta = body["metadata"]
-        new_body = {
-            "apiVersion": body["apiVersion"],
-            "kind": body["kind"],
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "resourceVersion": meta["resourceVersion"],
-            },
-            "spec": body.get("spec", {}),
-            "status": status,
-        }
+        new_body = status_update(body, status)
         try:
             with _counted("update", "workflows/status"):
                 result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(

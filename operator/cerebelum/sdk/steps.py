@@ -71,12 +71,20 @@ class Retry:
         return _attach(target, "retry", self)
 
 
-def _attach(target: Any, key: str, value: Any) -> Any:
-    """Record a decorator's option on a step, or on a function before @step sees it."""
+def _attach(target: Any, key: str, value: Any, check: Callable[[Any], Any] | None = None) -> Any:
+    """Record a decorator's option on a step, or on a function before @step sees it.
+
+    A decorator above ``@step`` makes a new StepDef; it replaces the registered one, so a
+    worker runs the step with the option (and its Python ``check``) too.
+    """
     if isinstance(target, StepDef):
         if getattr(target, key) is not None:
             raise DefinitionError(f"step {target.name}: @{key} is given twice")
-        return replace(target, **{key: value})
+        checks = {**target.checks, key: check} if check is not None else target.checks
+        revised = replace(target, **{key: value}, checks=checks)
+        if revised.fn is not None:
+            FUNCTIONS[revised.function] = revised
+        return revised
     if callable(target):
         options = getattr(target, _OPTIONS, None)
         if options is None:
@@ -296,9 +304,7 @@ def poll(
                     f"step {target.name}: a Python poll condition needs a Python step; "
                     "write it in CEL for a declarative step, e.g. \"output.status == 'active'\""
                 )
-            return replace(
-                _attach(target, "poll", spec), checks={**target.checks, "poll": condition}
-            )
+            return _attach(target, "poll", spec, check=condition)
         return _attach(target, "poll", spec)
 
     return decorate

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -218,7 +218,7 @@ class WorkflowBuilder:
         previous = self.retries.get(s.name)
         if previous is not None:
             classes = () if not (previous.on and classes) else previous.on + classes
-        self.retries[s.name] = Retry(**{**base.__dict__, "on": classes})
+        self.retries[s.name] = replace(base, on=classes)
 
     def branch(
         self,

@@ -19,6 +19,7 @@ from typing import Any
 
 from cerebelum.api import GROUP, VERSION
 from cerebelum.api.durations import parse_time
+from cerebelum.api.objects import status_update
 from cerebelum.api.status import StepError
 from cerebelum.api.steprun import LABEL_QUEUE, STEPRUN_PLURAL, StepRunSpec, StepRunStatus
 from cerebelum.sdk.context import Context
@@ -176,17 +177,7 @@ class Worker:
     async def _write(self, body: dict[str, Any], status: StepRunStatus) -> dict[str, Any]:
         """Status update with the resourceVersion of ``body``: Conflict if it changed."""
         meta = body["metadata"]
-        new_body = {
-            "apiVersion": body["apiVersion"],
-            "kind": body["kind"],
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "resourceVersion": meta["resourceVersion"],
-            },
-            "spec": body["spec"],
-            "status": status.to_wire(),
-        }
+        new_body = status_update(body, status.to_wire())
         result: dict[str, Any] = await self.custom.replace_namespaced_custom_object_status(
             GROUP, VERSION, meta["namespace"], STEPRUN_PLURAL, meta["name"], new_body
         )

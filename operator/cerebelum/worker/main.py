@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cerebelum.api.durations import parse_duration
+from cerebelum.kubeconfig import connect
 from cerebelum.sdk.loader import load_module
 from cerebelum.sdk.steps import FUNCTIONS, StepDef
 from cerebelum.worker.loop import Worker, WorkerSettings
@@ -24,29 +25,12 @@ def load_functions(modules: Sequence[str]) -> dict[str, StepDef]:
     return {path: s for path, s in FUNCTIONS.items() if path.split(":", 1)[0] in names}
 
 
-async def _connect(kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
-    from kubernetes_asyncio import client, config
-
-    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-        with open(path) as handle:
-            return client.ApiClient(), handle.read().strip()
-    await config.load_kube_config(config_file=kubeconfig, context=context)
-    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    if context:
-        contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
-        active = next((c for c in contexts if c["name"] == context), active)
-    namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
-    return client.ApiClient(), namespace
-
-
 async def serve(args: Any) -> int:
     functions = load_functions(args.modules)
     if not functions:
         logger.error("no @step functions in %s: nothing to run", ", ".join(args.modules))
         return 1
-    api, current = await _connect(args.kubeconfig, args.context)
+    api, current = await connect(args.kubeconfig, args.context, in_cluster=True)
     namespaces: tuple[str, ...] = ()
     if not args.all_namespaces:
         namespaces = tuple(args.namespace or [current])
