@@ -22,6 +22,7 @@ from cerebelum.engine import (
     WorkflowMeta,
     reconcile,
 )
+from cerebelum.engine.repair import load_status
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -92,6 +93,15 @@ class Driver:
         for call in out.actions:
             self.in_flight[call.step] = call
         return out
+
+    def edit_status(self, edit: Any) -> list[str]:
+        """Change the stored status as a user with ``kubectl edit --subresource=status``
+        would, then load it as the shell does; returns the repairs made."""
+        assert self.status is not None
+        wire = self.status.to_wire()
+        edit(wire)
+        self.status, repairs = load_status(self.spec, wire, self.now)
+        return repairs
 
     def at(self, seconds: float, **kwargs: Any) -> Outcome:
         """Move the clock to T0 + seconds and reconcile."""

@@ -11,7 +11,7 @@ from cerebelum.kube.workqueue import WakeScheduler, WorkQueue
 
 
 def test_annotations_become_decisions_with_reason_and_payload() -> None:
-    decisions = read_decisions(
+    decisions, notes = read_decisions(
         {
             "cerebelum.io/approve": "go_live",
             "cerebelum.io/reason": "change 42",
@@ -22,15 +22,32 @@ def test_annotations_become_decisions_with_reason_and_payload() -> None:
     assert decisions == (
         ApprovalDecision(step="go_live", approve=True, reason="change 42", data={"ticket": 42}),
     )
-    assert read_decisions({"cerebelum.io/reject": " deploy "})[0] == ApprovalDecision(
-        step="deploy", approve=False
+    assert notes == []
+    assert read_decisions({"cerebelum.io/reject": " deploy "})[0] == (
+        ApprovalDecision(step="deploy", approve=False),
     )
-    assert read_decisions({"cerebelum.io/approval-data": "{}"}) == ()
-    # A payload that is not JSON is kept as text rather than refused.
-    assert (
-        read_decisions({"cerebelum.io/approve": "a", "cerebelum.io/approval-data": "yes"})[0].data
-        == "yes"
+    assert read_decisions({"cerebelum.io/approval-data": "{}"}) == ((), [])
+
+
+def test_approval_data_that_is_not_json_is_not_applied_and_says_why() -> None:
+    decisions, notes = read_decisions(
+        {"cerebelum.io/approve": "a", "cerebelum.io/approval-data": "yes"}
     )
+    assert decisions == ()
+    assert [(n.type, n.reason) for n in notes] == [("Warning", "InvalidApprovalData")]
+    assert "approval of step a not applied" in notes[0].message
+    assert "not JSON" in notes[0].message
+
+
+def test_approve_and_reject_of_one_step_at_once_rejects_and_says_which_won() -> None:
+    decisions, notes = read_decisions({"cerebelum.io/approve": "go", "cerebelum.io/reject": "go"})
+    assert decisions == (ApprovalDecision(step="go", approve=False),)
+    assert [n.reason for n in notes] == ["ConflictingDecision"]
+    assert "the rejection wins" in notes[0].message
+    # Different steps are two independent decisions.
+    decisions, notes = read_decisions({"cerebelum.io/approve": "a", "cerebelum.io/reject": "b"})
+    assert {(d.step, d.approve) for d in decisions} == {("a", True), ("b", False)}
+    assert notes == []
 
 
 def test_events_of_one_reconciliation_are_merged_by_reason() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +22,8 @@ from cerebelum.engine.types import ActionCall, ActionResult
 
 if TYPE_CHECKING:
     from cerebelum.actions.secrets import SecretSource
+
+logger = logging.getLogger("cerebelum.actions")
 
 
 def _no_secrets() -> SecretSource:
@@ -93,8 +97,17 @@ async def execute(action: Action, call: ActionCall, context: ActionContext) -> A
     """Run one attempt and return its result with every revealed secret scrubbed out."""
     from cerebelum.actions.secrets import scrub
 
-    result = await _attempt(action, call, context)
+    result, trace = await _attempt(action, call, context)
     secrets = context.secrets.revealed
+    if trace is not None:  # a bug, not a user error: the one place its traceback is logged
+        logger.error(
+            "step %s of %s/%s: the %s action raised unexpectedly\n%s",
+            call.step,
+            context.namespace,
+            context.workflow,
+            call.kind,
+            scrub(trace, secrets),
+        )
     if not secrets:
         return result
     error = result.error
@@ -103,11 +116,42 @@ async def execute(action: Action, call: ActionCall, context: ActionContext) -> A
     return replace(result, output=scrub(result.output, secrets), error=error)
 
 
-async def _attempt(action: Action, call: ActionCall, context: ActionContext) -> ActionResult:
+def transport_error(exc: BaseException) -> ActionError | None:
+    """The retryable error a connection problem is, whichever client raised it (aiohttp,
+    sockets, pydo's azure-core pipeline, the Kubernetes client), or None if it is not one.
+
+    A connection that fails says nothing about the request, so a retry can always help.
+    """
+    import aiohttp
+
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
+        return ActionError("ConnectionFailed", f"cannot connect ({name})", retryable=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return ActionError("Transport", f"the connection failed ({name})", retryable=True)
+    for cls in type(exc).__mro__:
+        if cls.__module__.startswith("azure.core") and cls.__name__ in (
+            "ServiceRequestError",
+            "ServiceResponseError",
+        ):
+            return ActionError("Transport", f"the connection failed ({name})", retryable=True)
+        if cls.__name__ == "ApiException" and cls.__module__.startswith("kubernetes_asyncio"):
+            status = int(getattr(exc, "status", 0) or 0)
+            if status in (0, 429) or status >= 500:
+                return ActionError(
+                    "ApiError", f"the Kubernetes API answered HTTP {status}", retryable=True
+                )
+    return None
+
+
+async def _attempt(
+    action: Action, call: ActionCall, context: ActionContext
+) -> tuple[ActionResult, str | None]:
     """Run one attempt with its timeout and turn every outcome into an ``ActionResult``.
 
-    Unexpected exceptions become a non-retryable ``InternalError`` naming only the exception
-    type: their text may carry request details, so it is logged by the caller, not stored.
+    Connection problems of any client are retryable. Other unexpected exceptions become a
+    non-retryable ``InternalError`` naming only the exception type (their text may carry
+    request details); their traceback comes back for the caller to log, scrubbed.
     """
 
     def failed(error: StepError, retry_after: datetime.timedelta | None = None) -> ActionResult:
@@ -119,6 +163,10 @@ async def _attempt(action: Action, call: ActionCall, context: ActionContext) -> 
             error=error,
             retry_after=retry_after,
         )
+
+    def from_error(exc: ActionError) -> ActionResult:
+        error = StepError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
+        return failed(error, exc.retry_after)
 
     try:
         if call.timeout is not None:
@@ -135,22 +183,21 @@ async def _attempt(action: Action, call: ActionCall, context: ActionContext) -> 
                 message=f"attempt took longer than {seconds:g}s",
                 retryable=True,
             )
-        )
+        ), None
     except ActionError as exc:
-        return failed(
-            StepError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable),
-            exc.retry_after,
-        )
+        return from_error(exc), None
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        return failed(
-            StepError(
-                error_class="InternalError",
-                message=f"the {call.kind} action raised {type(exc).__name__}",
-                retryable=False,
-            )
+        transport = transport_error(exc)
+        if transport is not None:
+            return from_error(transport), None
+        error = StepError(
+            error_class="InternalError",
+            message=f"the {call.kind} action raised {type(exc).__name__}",
+            retryable=False,
         )
+        return failed(error), "".join(traceback.format_exception(exc))
     checks = None
     if isinstance(output, CheckedOutput):
         output, checks = output.value, output.checks
@@ -161,4 +208,4 @@ async def _attempt(action: Action, call: ActionCall, context: ActionContext) -> 
         ok=True,
         output=output,
         checks=checks,
-    )
+    ), None

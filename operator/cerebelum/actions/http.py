@@ -84,6 +84,10 @@ async def http(params: dict[str, Any], context: ActionContext) -> Any:
     elif "bodyText" in params:
         kwargs["data"] = str(params["bodyText"]).encode()
     where = f"{method} {url}"
+    if not str(url).lower().startswith(("http://", "https://")):
+        raise ActionError(
+            "InvalidAction", f"{where}: only http and https URLs are supported", retryable=False
+        )
     try:
         async with (
             aiohttp.ClientSession() as session,

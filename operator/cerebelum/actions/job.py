@@ -16,7 +16,8 @@ import contextlib
 import json
 from typing import Any
 
-from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.api_retry import api_call
+from cerebelum.actions.base import ActionContext, ActionError, transport_error
 from cerebelum.actions.owned import api_error, attempt_name, label_value, owner_reference
 
 _WATCH_SECONDS = 60
@@ -92,21 +93,28 @@ async def _wait(batch: Any, namespace: str, name: str) -> tuple[str, str]:
     from kubernetes_asyncio import watch
 
     while True:
-        job = await batch.read_namespaced_job(name, namespace)
+        job = await api_call(
+            lambda: batch.read_namespaced_job(name, namespace), f"reading job {namespace}/{name}"
+        )
         outcome = _finished(job)
         if outcome:
             return outcome
-        async with watch.Watch() as stream:  # the context closes its connection and session
-            async for event in stream.stream(
-                batch.list_namespaced_job,
-                namespace,
-                field_selector=f"metadata.name={name}",
-                resource_version=job.metadata.resource_version,
-                timeout_seconds=_WATCH_SECONDS,
-            ):
-                outcome = _finished(event["object"])
-                if outcome:
-                    return outcome
+        try:
+            async with watch.Watch() as stream:  # the context closes its connection and session
+                async for event in stream.stream(
+                    batch.list_namespaced_job,
+                    namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=job.metadata.resource_version,
+                    timeout_seconds=_WATCH_SECONDS,
+                ):
+                    outcome = _finished(event["object"])
+                    if outcome:
+                        return outcome
+        except Exception as exc:
+            if transport_error(exc) is None:
+                raise
+            await asyncio.sleep(1.0)  # the API server is away; the Job runs on: read again
 
 
 async def _termination_output(core: Any, namespace: str, name: str) -> Any:
@@ -132,7 +140,10 @@ async def job(params: dict[str, Any], context: ActionContext) -> Any:
     name = job_name(context)
     try:
         body: Any = build_job(name, params, context)  # a plain dict is sent as is
-        await batch.create_namespaced_job(context.namespace, body)
+        await api_call(
+            lambda: batch.create_namespaced_job(context.namespace, body),
+            f"creating job {context.namespace}/{name}",
+        )
     except ApiException as exc:
         if exc.status != 409:  # 409: this attempt's Job exists already (operator restart)
             raise api_error(exc, f"creating job {name}") from None

@@ -17,7 +17,8 @@ import contextlib
 import datetime
 from typing import Any
 
-from cerebelum.actions.base import ActionContext, ActionError, CheckedOutput
+from cerebelum.actions.api_retry import api_call
+from cerebelum.actions.base import ActionContext, ActionError, CheckedOutput, transport_error
 from cerebelum.actions.owned import api_error, attempt_name, label_value, owner_reference
 from cerebelum.api import API_VERSION, GROUP, VERSION
 from cerebelum.api.durations import format_time
@@ -146,15 +147,21 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
     name = attempt_name(context)
     ns = context.namespace
     arrived = hub.expect(ns, name)  # before the create: the result may come back at once
+    body = build_steprun(name, params, context)
     try:
         try:
-            await custom.create_namespaced_custom_object(
-                GROUP, VERSION, ns, STEPRUN_PLURAL, build_steprun(name, params, context)
+            # Repeated through API outages under the same name: a create that landed before
+            # the connection broke is found (409), so one attempt never makes two StepRuns.
+            await api_call(
+                lambda: custom.create_namespaced_custom_object(
+                    GROUP, VERSION, ns, STEPRUN_PLURAL, body
+                ),
+                f"creating steprun {ns}/{name}",
             )
         except ApiException as exc:
             if exc.status != 409:  # 409: this attempt's StepRun exists (operator restart)
                 raise api_error(exc, f"creating steprun {name}") from None
-            await _look(custom, hub, ns, name)
+            await api_call(lambda: _look(custom, hub, ns, name), f"reading steprun {ns}/{name}")
         warn_after = context.unclaimed_warning
         while True:
             limit = warn_after.total_seconds() if warn_after is not None else _RECHECK_SECONDS
@@ -162,7 +169,12 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
                 body = await asyncio.wait_for(asyncio.shield(arrived), limit)
                 break
             except TimeoutError:
-                item = await _look(custom, hub, ns, name)
+                try:
+                    item = await _look(custom, hub, ns, name)
+                except Exception as exc:
+                    if transport_error(exc) is None:
+                        raise
+                    continue  # the API server is away: the StepRun is still there; wait on
             phase = (item.get("status") or {}).get("phase") or StepRunPhase.PENDING
             if warn_after is not None and phase == StepRunPhase.PENDING and context.warn:
                 queue = params.get("queue") or DEFAULT_QUEUE

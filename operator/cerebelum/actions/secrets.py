@@ -38,9 +38,15 @@ class KubeSecretSource:
     async def read(self, name: str, key: str) -> str:
         from kubernetes_asyncio.client.exceptions import ApiException
 
+        from cerebelum.actions.api_retry import api_call
+        from cerebelum.actions.base import transport_error
+
         where = f"secret {name!r} (key {key!r}) in namespace {self._namespace!r}"
         try:
-            secret = await self._core.read_namespaced_secret(name, self._namespace)
+            secret = await api_call(
+                lambda: self._core.read_namespaced_secret(name, self._namespace),
+                f"reading {where}",
+            )
         except ApiException as exc:
             if exc.status == 404:
                 raise ActionError(
@@ -52,6 +58,13 @@ class KubeSecretSource:
                 ) from None
             raise ActionError(
                 "SecretUnavailable", f"reading {where} failed: HTTP {exc.status}", retryable=True
+            ) from None
+        except Exception as exc:
+            transient = transport_error(exc)
+            if transient is None:
+                raise
+            raise ActionError(
+                "SecretUnavailable", f"reading {where} failed: {transient.message}", retryable=True
             ) from None
         data = secret.data or {}
         if key not in data:

@@ -10,14 +10,28 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
 
 from cerebelum.api.base import ApiModel
 from cerebelum.api.durations import Duration
+from cerebelum.expressions import MAX_EXPRESSION_LENGTH, bounds_problem, templated_problems
 
 STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 StepName = Annotated[str, Field(pattern=STEP_NAME_PATTERN, min_length=1, max_length=63)]
-Expression = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+def _bounded_expression(text: str) -> str:
+    problem = bounds_problem(text)
+    if problem:
+        raise ValueError(f"the expression {problem}")
+    return text
+
+
+Expression = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_EXPRESSION_LENGTH),
+    AfterValidator(_bounded_expression),
+]
 
 #: Action kinds a step may carry; at most one per step.
 ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean", "job", "python")
@@ -534,6 +548,21 @@ class Step(
     next: list[NextRule] | None = Field(
         default=None, max_length=10, description="Routing after the step ends."
     )
+
+    @model_validator(mode="after")
+    def _templates_within_limits(self) -> Step:
+        """Strings with ${{ }} are bounded (size, count, nesting) before anything parses them."""
+        problems: list[str] = []
+        kind = self.action_kind()
+        if kind is not None:
+            problems += templated_problems(getattr(self, kind).to_wire(), kind)
+        if self.sleep is not None and self.sleep.until:
+            problems += templated_problems(self.sleep.until, "sleep.until")
+        if self.approval is not None and self.approval.message:
+            problems += templated_problems(self.approval.message, "approval.message")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def action_kind(self) -> str | None:
         return next((kind for kind in ACTION_KINDS if getattr(self, kind) is not None), None)

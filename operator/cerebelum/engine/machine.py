@@ -30,6 +30,7 @@ from cerebelum.api.status import (
 )
 from cerebelum.engine.backoff import poll_interval, retry_delay
 from cerebelum.engine.graph import Graph, InvalidSpec
+from cerebelum.engine.params import params_problem
 from cerebelum.engine.types import (
     ActionCall,
     ActionResult,
@@ -75,9 +76,49 @@ def reconcile(
     it has lost its runner (an operator restart) and its attempt is issued again.
     """
     run = _Run(spec, status, meta, now, in_flight)
-    with contextlib.suppress(_WorkflowEnded):
-        run.advance(decisions, results)
-    return run.finish()
+    try:
+        with contextlib.suppress(_WorkflowEnded):
+            run.advance(decisions, results)
+        return run.finish()
+    except Exception as exc:
+        # Deterministic: the same input would fail the same way on every retry, so looping
+        # on it would only hide it. The workflow fails and says why.
+        return _engine_fault(spec, status, meta, now, exc)
+
+
+def _engine_fault(
+    spec: WorkflowSpec,
+    status: WorkflowStatus | None,
+    meta: WorkflowMeta,
+    now: datetime.datetime,
+    exc: Exception,
+) -> Outcome:
+    message = f"the engine cannot go on with this workflow: {type(exc).__name__}: {exc}"[:1024]
+    run = _Run(spec, status, meta, now, frozenset())
+    try:
+        with contextlib.suppress(_WorkflowEnded):
+            run._end(WorkflowPhase.FAILED, "EngineError", message)
+        return run.finish()
+    except Exception:
+        stamp = format_time(now)
+        failed = WorkflowStatus(
+            phase=WorkflowPhase.FAILED,
+            message=message,
+            started_at=stamp,
+            finished_at=stamp,
+            observed_generation=meta.generation,
+            conditions=[
+                Condition(
+                    type="Succeeded",
+                    status="False",
+                    reason="EngineError",
+                    message=message,
+                    last_transition_time=stamp,
+                    observed_generation=meta.generation,
+                )
+            ],
+        )
+        return Outcome(status=failed, events=[EventRecord("Warning", "WorkflowFailed", message)])
 
 
 class _Run:
@@ -511,6 +552,11 @@ class _Run:
             )
         except ExpressionError as exc:
             self._fail_step(step, StepError(error_class="ExpressionError", message=str(exc)))
+            return
+        problem = params_problem(kind, raw, params)
+        if problem:
+            message = f"{self._field(step.name)}.{problem}"
+            self._fail_step(step, StepError(error_class="InvalidAction", message=message))
             return
         self.out.actions.append(
             ActionCall(

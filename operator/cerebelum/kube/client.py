@@ -118,9 +118,12 @@ class KubeClient:
                     STEPRUN_PLURAL,
                     label_selector=f"{LABEL_WORKFLOW}={label_value(workflow)}",
                 )
-        except ApiException as exc:
+        except Exception as exc:  # an API error or a broken connection: never fatal
             logger.warning(
-                "could not delete the stepruns of %s/%s: HTTP %s", namespace, workflow, exc.status
+                "could not delete the stepruns of %s/%s: %s",
+                namespace,
+                workflow,
+                f"HTTP {exc.status}" if isinstance(exc, ApiException) else type(exc).__name__,
             )
 
     async def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -148,11 +151,11 @@ class KubeClient:
         try:
             with _counted("create", "events"):
                 await self._core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
-        except ApiException as exc:
+        except Exception as exc:  # an API error or a broken connection: never fatal
             logger.warning(
-                "could not post event %s for %s/%s: HTTP %s",
+                "could not post event %s for %s/%s: %s",
                 reason,
                 meta["namespace"],
                 meta["name"],
-                exc.status,
+                f"HTTP {exc.status}" if isinstance(exc, ApiException) else type(exc).__name__,
             )

@@ -6,6 +6,13 @@ actions it asks for, feeding their results straight back), then ends in at most 
 write. Actions that do I/O start only after the write that records their attempt has
 succeeded: a crash can then lose a result but never runs an unrecorded attempt, and the
 engine re-issues a lost attempt with the same idempotency key.
+
+A reconciliation that fails (the API server is away, or a bug) is retried per workflow with
+capped exponential backoff and jitter, so an outage costs a few requests per workflow, not
+a flood. After a few failures in a row the workflow gets a Warning Event and a
+``Reconciling=False`` condition naming the problem; the next success removes it. When the
+API server answers again, every workflow that was backing off is looked at soon, not at
+the end of its backoff.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ import asyncio
 import datetime
 import json
 import logging
+import random
 from typing import Any
 
 from pydantic import ValidationError
 
 from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.actions.base import transport_error
 from cerebelum.actions.python import StepRunResults
 from cerebelum.actions.secrets import KubeSecretSource
 from cerebelum.api.durations import format_time, parse_time
@@ -32,6 +41,7 @@ from cerebelum.engine import (
     WorkflowMeta,
     reconcile,
 )
+from cerebelum.engine.repair import load_status
 from cerebelum.kube import metrics
 from cerebelum.kube import settings as names
 from cerebelum.kube.client import Conflict, Gone, KubeClient
@@ -40,40 +50,60 @@ from cerebelum.kube.workqueue import Key, WakeScheduler, WorkQueue
 
 logger = logging.getLogger("cerebelum.operator")
 
-_RETRY_AFTER_API_ERROR = datetime.timedelta(seconds=2)
 _RETRY_AFTER_CONFLICT = datetime.timedelta(milliseconds=500)
 _MAX_EVENTS_PER_RECONCILE = 20
+#: The condition a workflow carries while its reconciliations keep failing.
+RECONCILING = "Reconciling"
 
 
 def _key(body: dict[str, Any]) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
-def read_decisions(annotations: dict[str, str]) -> tuple[ApprovalDecision, ...]:
-    """Approval decisions from the object's annotations (reject is read first)."""
+def read_decisions(
+    annotations: dict[str, str],
+) -> tuple[tuple[ApprovalDecision, ...], list[EventRecord]]:
+    """Approval decisions from the object's annotations, and Events about those not applied.
+
+    A rejection wins over an approval of the same step given at the same time (the safe
+    choice). An approval whose ``approval-data`` is not JSON is not applied: the step would
+    get a string it did not ask for (the webhook refuses it; this covers clusters without).
+    """
     reason = annotations.get(names.REASON) or None
     decided_by = annotations.get(names.DECIDED_BY) or None
-    data: Any = None
-    raw_data = annotations.get(names.APPROVAL_DATA)
-    if raw_data:
-        try:
-            data = json.loads(raw_data)
-        except json.JSONDecodeError:
-            data = raw_data
+    rejected = (annotations.get(names.REJECT) or "").strip()
+    approved = (annotations.get(names.APPROVE) or "").strip()
+    notes: list[EventRecord] = []
     decisions = []
-    for key, approve in ((names.REJECT, False), (names.APPROVE, True)):
-        step = (annotations.get(key) or "").strip()
-        if step:
-            decisions.append(
-                ApprovalDecision(
-                    step=step,
-                    approve=approve,
-                    reason=reason,
-                    data=data if approve else None,
-                    decided_by=decided_by,
+    if rejected:
+        decisions.append(ApprovalDecision(rejected, False, reason, None, decided_by))
+    if approved and approved == rejected:
+        notes.append(
+            EventRecord(
+                "Warning",
+                "ConflictingDecision",
+                f"both {names.APPROVE} and {names.REJECT} name step {approved}: the rejection "
+                "wins, because a rejection always takes precedence over an approval given at "
+                "the same time",
+            )
+        )
+    elif approved:
+        raw_data = annotations.get(names.APPROVAL_DATA)
+        try:
+            data = json.loads(raw_data) if raw_data else None
+        except json.JSONDecodeError as exc:
+            notes.append(
+                EventRecord(
+                    "Warning",
+                    "InvalidApprovalData",
+                    f"approval of step {approved} not applied: {names.APPROVAL_DATA} is not "
+                    f"JSON ({exc.msg} at character {exc.pos}); annotate again with JSON, "
+                    f"e.g. {names.APPROVAL_DATA}='{{\"ticket\": 42}}' or '\"text\"'",
                 )
             )
-    return tuple(decisions)
+        else:
+            decisions.append(ApprovalDecision(approved, True, reason, data, decided_by))
+    return tuple(decisions), notes
 
 
 def _invalid_spec_status(error: ValidationError, now: datetime.datetime) -> WorkflowStatus:
@@ -103,12 +133,15 @@ def observe_finished_steps(
     spec: WorkflowSpec, old_wire: dict[str, Any], new: WorkflowStatus
 ) -> None:
     """Step durations for the histogram: steps whose visit ended in this reconciliation."""
-    before = old_wire.get("steps") or {}
+    before = old_wire.get("steps")
+    if not isinstance(before, dict):
+        before = {}
     for step in spec.steps:
         s = new.steps.get(step.name)
         if s is None or not s.phase.finished or not (s.started_at and s.finished_at):
             continue
-        old = before.get(step.name) or {}
+        old = before.get(step.name)
+        old = old if isinstance(old, dict) else {}
         if old.get("phase") == s.phase and old.get("visits") == s.visits:
             continue  # finished already
         kind = step.action_kind() or ("approval" if step.approval else "sleep")
@@ -128,6 +161,18 @@ def merge_events(events: list[EventRecord]) -> list[EventRecord]:
     ]
 
 
+def describe_failure(exc: BaseException) -> str:
+    """A short, secret-free account of why a reconciliation failed."""
+    transient = transport_error(exc)
+    if transient is not None:
+        return f"the API server is unreachable or failing ({transient.message})"
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return f"the API server answered HTTP {status}"
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class Runtime:
     def __init__(self, kube: KubeClient, settings: OperatorSettings) -> None:
         self.kube = kube
@@ -142,6 +187,10 @@ class Runtime:
         self.stepruns = StepRunResults()
         #: Only a leader reconciles (always true without leader election).
         self.leading = True
+        #: Reconciliations failed in a row, per workflow (absent: the last one succeeded).
+        self.failures: dict[Key, int] = {}
+        #: A failure was the API server being away: the next success wakes the others.
+        self._api_trouble = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -189,6 +238,7 @@ class Runtime:
     def forget(self, key: Key) -> None:
         self.bodies.pop(key, None)
         self.results.pop(key, None)
+        self.failures.pop(key, None)
         self.scheduler.forget(key)
         for _, task in self.tasks.pop(key, {}).values():
             task.cancel()
@@ -202,13 +252,81 @@ class Runtime:
                 await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("reconciling %s/%s failed; retrying shortly", *key)
-                self.scheduler.schedule(
-                    key, datetime.datetime.now(datetime.UTC) + _RETRY_AFTER_API_ERROR
-                )
+            except Exception as exc:
+                await self._failed(key, exc)
+            else:
+                self._succeeded(key)
             finally:
                 self.queue.done(key)
+
+    # -- failing reconciliations ---------------------------------------------------------
+
+    def backoff(self, failures: int) -> datetime.timedelta:
+        """Wait after the n-th failure in a row: base × 2^(n-1), capped, then jittered down
+        by up to half so workflows that failed together do not retry together."""
+        base = self.settings.retry_base_seconds
+        ceiling = min(base * 2 ** min(failures - 1, 30), self.settings.retry_max_seconds)
+        return datetime.timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
+
+    async def _failed(self, key: Key, exc: Exception) -> None:
+        count = self.failures.get(key, 0) + 1
+        self.failures[key] = count
+        unreachable = transport_error(exc) is not None
+        self._api_trouble |= unreachable
+        wait = self.backoff(count)
+        problem = describe_failure(exc)
+        if count == 1 and not unreachable:
+            logger.exception(
+                "reconciling %s/%s failed; retrying in %.1fs", *key, wait.total_seconds()
+            )
+        elif count & (count - 1) == 0:  # 1, 2, 4, 8...: a line now and then, not a flood
+            logger.warning(
+                "reconciling %s/%s failed %d times in a row (%s); retrying in %.1fs",
+                *key,
+                count,
+                problem,
+                wait.total_seconds(),
+            )
+        self.scheduler.schedule(key, datetime.datetime.now(datetime.UTC) + wait)
+        if count == self.settings.failures_before_warning:
+            await self._report_failing(key, count, problem)
+
+    async def _report_failing(self, key: Key, count: int, problem: str) -> None:
+        """Say so where users look: an Event and a condition (both best effort: if the API
+        server is away they fail too, and the log has it)."""
+        body = self.bodies.get(key)
+        if body is None:
+            return
+        message = f"{count} reconciliations in a row failed: {problem}; retrying with backoff"
+        await self.kube.post_event(body, "Warning", "ReconcileFailing", message)
+        status = dict(body.get("status") or {})
+        now = format_time(datetime.datetime.now(datetime.UTC))
+        condition = Condition(
+            type=RECONCILING,
+            status="False",
+            reason="ReconcileError",
+            message=message,
+            last_transition_time=now,
+        ).to_wire()
+        others = [c for c in status.get("conditions") or [] if c.get("type") != RECONCILING]
+        status["conditions"] = [*others, condition]
+        try:
+            await self._write(key, body, status)
+        except Exception as exc:
+            logger.debug("could not mark %s/%s as failing: %s", *key, describe_failure(exc))
+
+    def _succeeded(self, key: Key) -> None:
+        self.failures.pop(key, None)
+        if not self._api_trouble:
+            return
+        self._api_trouble = False
+        # The API server is back: look at every workflow that was backing off, spread over
+        # a short while instead of each waiting out its backoff.
+        now = datetime.datetime.now(datetime.UTC)
+        spread = min(2.0, 0.005 * len(self.failures))
+        for other in list(self.failures):
+            later = datetime.timedelta(seconds=random.uniform(0, spread))
+            self.scheduler.schedule(other, now + later)
 
     async def reconcile(self, key: Key) -> None:
         body = self.bodies.get(key)
@@ -225,7 +343,7 @@ class Runtime:
                 await self._write(key, body, failed.to_wire())
                 await self.kube.post_event(body, "Warning", "InvalidSpec", failed.message or "")
             return
-        status = WorkflowStatus.model_validate(old_wire) if old_wire else None
+        status, repaired = load_status(spec, old_wire, now)
         annotations = meta.get("annotations") or {}
         workflow = WorkflowMeta(
             name=meta["name"],
@@ -234,12 +352,14 @@ class Runtime:
             generation=int(meta.get("generation", 1)),
             cancel_requested=names.CANCEL in annotations,
         )
-        decisions = read_decisions(annotations)
+        decisions, refused = read_decisions(annotations)
         results = initial_results = tuple(self.results.pop(key, []))
         running = self.tasks.get(key, {})
 
         deferred: list[ActionCall] = []
-        events: list[EventRecord] = []
+        events: list[EventRecord] = list(refused)
+        if repaired:
+            events.append(EventRecord("Warning", "StatusRepaired", "; ".join(repaired)))
         consumed: list[ApprovalDecision] = []
         cancel: list[str] = []
         for _ in range(self.settings.max_passes):
@@ -274,6 +394,8 @@ class Runtime:
             entry = running.get(step)
             if entry is not None:
                 entry[1].cancel()
+        # This pass succeeded, so a Reconciling=False condition of earlier failures goes.
+        final.conditions = [c for c in final.conditions or [] if c.type != RECONCILING] or None
         new_wire = final.to_wire()
         if new_wire != old_wire:
             try:
@@ -286,28 +408,31 @@ class Runtime:
                 # for the next pass; local actions simply run again; attempts whose start
                 # was not recorded must not start.
                 self.results.setdefault(key, [])[:0] = initial_results
-                conflict = isinstance(exc, Conflict)
-                if not conflict:
-                    logger.warning("status write for %s/%s failed: %s", *key, type(exc).__name__)
-                retry = _RETRY_AFTER_CONFLICT if conflict else _RETRY_AFTER_API_ERROR
-                self.scheduler.schedule(key, now + retry)
                 for call in deferred:
                     if call.resumed:
                         self._start(key, body, call)
-                return
-            if final.phase != WorkflowPhase(old_wire.get("phase", "Pending")):
+                if isinstance(exc, Conflict):
+                    self.scheduler.schedule(key, now + _RETRY_AFTER_CONFLICT)
+                    return
+                raise  # counted and backed off by the worker loop
+            for call in deferred:  # recorded: they may start
+                self._start(key, body, call)
+            deferred = []
+            old_phase = old_wire.get("phase") if isinstance(old_wire, dict) else None
+            if final.phase != old_phase:
                 logger.info("workflow %s/%s is %s: %s", *key, final.phase, final.message)
                 if final.phase.finished and any(s.python for s in spec.steps):
                     await self.kube.delete_stepruns(*key)
             observe_finished_steps(spec, old_wire, final)
-        if consumed:
-            await self._remove_decision_annotations(body, annotations)
         for call in deferred:
             self._start(key, body, call)
+        self.scheduler.schedule(key, out.wake_at)
+        # Best effort from here on: the status write above is what counts.
+        if consumed or refused:
+            await self._remove_decision_annotations(body, annotations)
         await asyncio.gather(
             *(self.kube.post_event(body, e.type, e.reason, e.message) for e in merge_events(events))
         )
-        self.scheduler.schedule(key, out.wake_at)
 
     async def _write(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         written = await self.kube.replace_status(body, status)
@@ -329,7 +454,15 @@ class Runtime:
         ]
         if keys:
             meta = body["metadata"]
-            await self.kube.remove_annotations(meta["namespace"], meta["name"], keys)
+            try:
+                await self.kube.remove_annotations(meta["namespace"], meta["name"], keys)
+            except Exception as exc:  # the decision is recorded; the next pass removes them
+                logger.warning(
+                    "could not remove the decision annotations of %s/%s: %s",
+                    meta["namespace"],
+                    meta["name"],
+                    describe_failure(exc),
+                )
 
     # -- actions -----------------------------------------------------------------------
 

@@ -46,6 +46,11 @@ class OperatorSettings:
     unclaimed_warning_seconds: float = 30.0
     #: Reporting component name on Events.
     component: str = "cerebelum-operator"
+    #: A failed reconciliation is retried after base × 2^(n-1) seconds (jittered), capped.
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 60.0
+    #: After this many failures in a row: a Warning Event and a Reconciling=False condition.
+    failures_before_warning: int = 3
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -77,4 +82,13 @@ class OperatorSettings:
             ),
             inline_local_actions=os.environ.get("CEREBELUM_INLINE_LOCAL_ACTIONS", "true").lower()
             not in ("0", "false", "no"),
+            retry_base_seconds=float(
+                os.environ.get("CEREBELUM_RETRY_BASE_SECONDS", cls.retry_base_seconds)
+            ),
+            retry_max_seconds=float(
+                os.environ.get("CEREBELUM_RETRY_MAX_SECONDS", cls.retry_max_seconds)
+            ),
+            failures_before_warning=int(
+                os.environ.get("CEREBELUM_FAILURES_BEFORE_WARNING", cls.failures_before_warning)
+            ),
         )
