@@ -89,15 +89,18 @@ def test_rendered_manifests_pass_server_side_validation(
 def test_chart_webhooks_match_the_operators_definition(cluster: Cluster, namespace: str) -> None:
     """The chart's webhook configurations are the ones the webhook tests run against."""
     charted = {
-        d["kind"]: d["webhooks"][0]
+        (d["kind"], w["name"]): w
         for d in _docs(cluster, *_namespaced(namespace))
         if d["kind"].endswith("WebhookConfiguration")
+        for w in d["webhooks"]
     }
     expected = {
-        d["kind"]: d["webhooks"][0]
+        (d["kind"], w["name"]): w
         for d in webhook_configurations("x", "https://h", "Y2E=", [namespace])
+        for w in d["webhooks"]
     }
     assert sorted(charted) == sorted(expected)
+    assert ("ValidatingWebhookConfiguration", "spec.cerebelum.io") in charted
     for kind, hook in charted.items():
         want = dict(expected[kind])
         client = hook.pop("clientConfig")

@@ -145,3 +145,31 @@ async def test_a_blocking_step_does_not_block_the_callers_loop() -> None:
     ticker.cancel()
     assert result == "done" and time.monotonic() - started >= 0.3
     assert ticks >= 10  # the loop kept running while the thread blocked
+
+
+def test_a_result_carries_its_claim_and_one_under_an_older_claim_is_stale() -> None:
+    from cerebelum.actions.python import StepRunResults, _finished
+
+    first = lease.claim(StepRunStatus(), "a", NOW, LEASE)
+    second = lease.claim(first, "b", NOW + 2 * LEASE, LEASE)  # a's lease ran out: b took over
+    late = lease.succeeded(first, {"from": "a"}, None, NOW + 3 * LEASE)
+    assert late.result_claim == 1
+    # Had a's late write landed on b's claim, it would be stale: the operator ignores it,
+    # and b still holds the claim and may write the real result.
+    landed = late.model_copy(update={"claims": second.claims, "claimed_by": "b"})
+    assert lease.stale_result(landed)
+    assert lease.holds(landed, "b", 2) and not lease.holds(landed, "a", 1)
+    body = {"metadata": {"namespace": "ns", "name": "r"}, "status": landed.to_wire()}
+    assert not _finished(body)
+    good = lease.succeeded(second, {"from": "b"}, None, NOW + 3 * LEASE)
+    assert good.result_claim == 2 and not lease.stale_result(good)
+
+    async def deliver() -> Any:
+        hub = StepRunResults()
+        future = hub.expect("ns", "r")
+        hub.observe(body)
+        assert not future.done()
+        hub.observe({**body, "status": good.to_wire()})
+        return (await future)["status"]["result"]
+
+    assert asyncio.run(deliver()) == {"ok": {"from": "b"}}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 from typing import Any
 
 from cerebelum.actions.api_retry import api_call
@@ -31,6 +32,8 @@ from cerebelum.api.steprun import (
     STEPRUN_PLURAL,
     StepRunPhase,
 )
+
+logger = logging.getLogger("cerebelum.actions")
 
 #: How often a waiting attempt re-reads its StepRun in case the watch missed an event.
 _RECHECK_SECONDS = 60.0
@@ -63,8 +66,23 @@ class StepRunResults:
 
 
 def _finished(body: dict[str, Any]) -> bool:
-    phase = (body.get("status") or {}).get("phase")
-    return phase in (StepRunPhase.SUCCEEDED, StepRunPhase.FAILED)
+    """Finished under the current claim. A result under an older claim (a worker that lost
+    its lease) is refused: the current claimant's result is still to come."""
+    status = body.get("status") or {}
+    if status.get("phase") not in (StepRunPhase.SUCCEEDED, StepRunPhase.FAILED):
+        return False
+    token = status.get("resultClaim")
+    if token is not None and token != status.get("claims"):
+        meta = body.get("metadata") or {}
+        logger.warning(
+            "steprun %s/%s: ignoring a result written under claim %s; the current claim is %s",
+            meta.get("namespace"),
+            meta.get("name"),
+            token,
+            status.get("claims"),
+        )
+        return False
+    return True
 
 
 def build_steprun(name: str, params: dict[str, Any], context: ActionContext) -> dict[str, Any]:

@@ -83,7 +83,16 @@ class StepRunStatus(ApiModel):
         default=None,
         description="Unless renewed by then, another worker may take the claim over.",
     )
-    claims: int = Field(default=0, description="How many times it was claimed (1 + takeovers).")
+    claims: int = Field(
+        default=0,
+        description="How many times it was claimed (1 + takeovers); the current claim's "
+        "fencing token.",
+    )
+    result_claim: int | None = Field(
+        default=None,
+        description="The claim (fencing token) under which the result was written; a result "
+        "whose token is not the current claim is stale and ignored.",
+    )
     finished_at: str | None = Field(default=None, description="When the function returned.")
     result: dict[str, Any] | None = Field(
         default=None,

@@ -9,11 +9,12 @@ status can say who decided; a user cannot set that annotation on their own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cerebelum.kube.settings import APPROVE, DECIDED_BY, REJECT
+from cerebelum.kube.settings import APPROVAL_DATA, APPROVE, DECIDED_BY, REJECT
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,22 @@ def _approvers(spec: Mapping[str, Any], step: str) -> tuple[list[str], list[str]
         if candidate.get("name") == step:
             approvers = (candidate.get("approval") or {}).get("approvers") or {}
             return list(approvers.get("users") or []), list(approvers.get("groups") or [])
+    return None
+
+
+def data_refusal(old: Mapping[str, str] | None, new: Mapping[str, str] | None) -> str | None:
+    """Why the ``approval-data`` this request sets is refused: it must be JSON, since the
+    step receives it parsed (a bare word would reach it as a string nobody meant)."""
+    raw = (new or {}).get(APPROVAL_DATA)
+    if not raw or raw == (old or {}).get(APPROVAL_DATA):
+        return None
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return (
+            f"{APPROVAL_DATA} must be JSON ({exc.msg} at character {exc.pos}): quote text as "
+            f"'\"text\"', or give an object such as '{{\"ticket\": 42}}'"
+        )
     return None
 
 
@@ -79,17 +96,26 @@ def decided_by_patch(
     return "" if set_by_request else None
 
 
+#: The validating webhook that checks a Workflow's spec as the operator will.
+SPEC_WEBHOOK = "spec"
+#: Creates, and updates that change the spec (not annotation or label edits).
+SPEC_CHANGES = "request.operation == 'CREATE' || object.spec != oldObject.spec"
+
+
 def webhook_configurations(
     name: str, base_url: str, ca_bundle: str, namespaces: list[str] | None
 ) -> list[dict[str, Any]]:
     """The Validating- and MutatingWebhookConfiguration for the operator's webhook server.
 
-    Only requests that touch approval annotations reach the webhook (``matchConditions``),
-    so when the operator is down, approvals wait but every other edit still goes through.
+    Only requests that touch approval annotations reach the approval webhooks
+    (``matchConditions``), so when the operator is down, approvals wait but every other edit
+    still goes through. The spec webhook sees creates and spec changes and fails open: it
+    refuses at ``kubectl apply`` what the operator would fail the workflow for, but an
+    operator outage never blocks an apply (the operator then reports it in status).
     """
     condition = " || ".join(
         f"(has(object.metadata.annotations) && '{key}' in object.metadata.annotations)"
-        for key in (APPROVE, REJECT, DECIDED_BY)
+        for key in (APPROVE, REJECT, DECIDED_BY, APPROVAL_DATA)
     )
     namespace_selector: dict[str, Any] = {}
     if namespaces:
@@ -100,6 +126,15 @@ def webhook_configurations(
         }
 
     def webhook(handler_id: str) -> dict[str, Any]:
+        if handler_id == SPEC_WEBHOOK:
+            return {
+                **approval_webhook(handler_id),
+                "matchConditions": [{"name": "spec-changes", "expression": SPEC_CHANGES}],
+                "failurePolicy": "Ignore",
+            }
+        return approval_webhook(handler_id)
+
+    def approval_webhook(handler_id: str) -> dict[str, Any]:
         return {
             "name": f"{handler_id}.cerebelum.io",
             "clientConfig": {"url": f"{base_url.rstrip('/')}/{handler_id}", "caBundle": ca_bundle},
@@ -132,6 +167,6 @@ def webhook_configurations(
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": meta,
-            "webhooks": [webhook("approvers")],
+            "webhooks": [webhook("approvers"), webhook(SPEC_WEBHOOK)],
         },
     ]

@@ -10,6 +10,7 @@ patch every few minutes. Waiting here is a heap entry instead (see ``workqueue``
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 from typing import Any, cast
 
@@ -22,6 +23,10 @@ from cerebelum.kube.client import KubeClient, connect
 from cerebelum.kube.leader import LeaderElector
 from cerebelum.kube.runtime import Runtime
 from cerebelum.kube.settings import OperatorSettings
+
+# A crash in native code (the CEL parser, a TLS library) must leave a trace in the log
+# instead of a silent restart: Python then prints every thread's stack on SIGSEGV/SIGABRT.
+faulthandler.enable()
 
 
 @kopf.on.startup()

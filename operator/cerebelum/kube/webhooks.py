@@ -10,9 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from cerebelum.api import GROUP, PLURAL, VERSION
-from cerebelum.kube.approvers import decided_by_patch, decisions_in, refusal
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.kube.approvers import (
+    SPEC_WEBHOOK,
+    data_refusal,
+    decided_by_patch,
+    decisions_in,
+    refusal,
+)
 from cerebelum.kube.settings import DECIDED_BY
 
 
@@ -22,7 +30,11 @@ def _annotations(obj: Any) -> dict[str, str]:
 
 @kopf.on.validate(GROUP, VERSION, PLURAL, id="approvers")
 def validate_approvers(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
-    """Refuse an approve/reject annotation from a user the step's approvers do not list."""
+    """Refuse an approve/reject annotation from a user the step's approvers do not list,
+    and approval data that is not JSON."""
+    problem = data_refusal(_annotations(kwargs.get("old")), _annotations(body))
+    if problem:
+        raise kopf.AdmissionError(problem, code=422)
     decisions = decisions_in(_annotations(kwargs.get("old")), _annotations(body))
     if decisions:
         reason = refusal(
@@ -45,3 +57,18 @@ def stamp_decided_by(
     )
     if value is not None:
         patch.metadata.annotations[DECIDED_BY] = value or None
+
+
+@kopf.on.validate(GROUP, VERSION, PLURAL, id=SPEC_WEBHOOK)
+def validate_spec(body: kopf.Body, **_: Any) -> None:
+    """Refuse a spec the operator would fail at once: what the CRD schema cannot say
+    (sizes of templated strings inside free-form fields, expression nesting, durations
+    over the limit, the step graph)."""
+    try:
+        WorkflowSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise kopf.AdmissionError(f"invalid spec: {problems}"[:4000], code=422) from None

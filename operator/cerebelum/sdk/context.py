@@ -15,6 +15,12 @@ class Context:
     attempts increase it (Cerebelum never did). ``idempotency_key`` is the same for every
     attempt of one visit: tag side effects with it (e.g. a droplet tag) and look it up
     first, so an attempt taken over from a dead worker does not repeat what it did.
+
+    ``fencing_token`` grows with every claim of the attempt (a takeover gets a larger one).
+    A worker that froze past its lease may wake up and carry on: its result is refused,
+    but its side effects are not, unless the system it writes to refuses a token smaller
+    than one it has seen. Pass the token along (a header, a conditional write) where that
+    system can check it; with the idempotency key, that makes a step exactly-once.
     """
 
     workflow_name: str
@@ -28,6 +34,8 @@ class Context:
     approval: dict[str, Any] | None = None
     #: When this attempt times out, if the step has a timeout.
     deadline: datetime.datetime | None = None
+    #: This worker's claim number on the attempt: larger for a later claimant (0: local).
+    fencing_token: int = 0
 
     @property
     def execution_id(self) -> str:

@@ -4,6 +4,12 @@ A worker claims a StepRun by writing ``claimedBy`` and ``leaseExpiresAt`` with t
 resourceVersion it read: the API server refuses every write but the first, so exactly one
 worker wins. The winner renews the lease while the function runs; if it dies, the lease runs
 out and the StepRun may be claimed again (``claims`` counts the takeovers).
+
+``claims`` is also the fencing token: a result carries the claim it was written under
+(``resultClaim``), and the operator takes a result only under the current claim. The
+resourceVersion check already refuses a late write of a worker that froze past its lease;
+the token makes that visible, checkable by anyone, and available to the step's own side
+effects (``context.fencing_token``).
 """
 
 from __future__ import annotations
@@ -53,12 +59,19 @@ def renew(
 
 
 def holds(status: StepRunStatus, worker: str, claims: int) -> bool:
-    """Whether ``worker``'s claim number ``claims`` is still the live one."""
+    """Whether ``worker``'s claim number ``claims`` is still the live one (a result written
+    under an older claim does not end it: that result is stale)."""
     return (
-        status.phase == StepRunPhase.RUNNING
+        (status.phase == StepRunPhase.RUNNING or stale_result(status))
         and status.claimed_by == worker
         and status.claims == claims
     )
+
+
+def stale_result(status: StepRunStatus) -> bool:
+    """A finished StepRun whose result was written under a claim that is not the current
+    one: a worker that lost its lease wrote it. It is not the attempt's result."""
+    return status.phase.finished and status.result_claim not in (None, status.claims)
 
 
 def succeeded(
@@ -70,6 +83,7 @@ def succeeded(
             "lease_expires_at": None,
             "finished_at": format_time(now),
             "result": {"ok": value},
+            "result_claim": status.claims,
             "checks": checks or None,
             "message": f"finished on {status.claimed_by}",
         }
@@ -83,6 +97,7 @@ def failed(status: StepRunStatus, error: StepError, now: datetime.datetime) -> S
             "lease_expires_at": None,
             "finished_at": format_time(now),
             "result": {"error": error.message},
+            "result_claim": status.claims,
             "error": error,
             "message": f"failed on {status.claimed_by}: {error.error_class}",
         }

@@ -251,6 +251,7 @@ class Worker:
             idempotency_key=spec.idempotency_key,
             approval=spec.approval,
             deadline=deadline,
+            fencing_token=holder.claims,
         )
         run = asyncio.ensure_future(
             in_daemon_thread(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ def load_functions(modules: Sequence[str]) -> dict[str, StepDef]:
 
 
 async def serve(args: Any) -> int:
+    faulthandler.enable()  # a native crash in user code leaves its stack in the log
     functions = load_functions(args.modules)
     if not functions:
         logger.error("no @step functions in %s: nothing to run", ", ".join(args.modules))
