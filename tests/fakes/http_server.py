@@ -3,7 +3,9 @@
 Paths: /ok (200 JSON), /status/CODE (that status), /flaky/KEY/N (503 with Retry-After: 0 for
 the first N requests of KEY, then 200), /progress/KEY/N ({"state": "pending"} until the Nth
 request of KEY, then {"state": "done"}: a build, a database, a certificate coming ready),
-/slow/SECONDS, /echo (the request's headers and body back as JSON). Every request is recorded.
+/slow/SECONDS, /echo (the request's headers and body back as JSON), /effect (a side effect
+deduplicated by Idempotency-Key and fenced by X-Fencing-Token: a token lower than one already
+seen for the key is refused with 409). Every request is recorded.
 
 Run standalone: python -m tests.fakes.http_server --port 8080
 """
@@ -59,6 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts[:1] == ["slow"]:
             time.sleep(float(parts[1]))
             self._reply(200, {"slow": True})
+        elif parts == ["effect"]:
+            status, payload = self.server.effect(
+                self.headers.get("Idempotency-Key") or "", self.headers.get("X-Fencing-Token")
+            )
+            self._reply(status, payload)
         elif parts == ["echo"]:
             self._reply(200, {"method": self.command, "headers": dict(self.headers), "body": body})
         else:
@@ -73,6 +80,27 @@ class FakeHttpServer(LocalServer):
         self.requests: list[dict[str, Any]] = []
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        #: Side effects applied, per idempotency key (more than 1 would be a duplicate).
+        self.effects: Counter[str] = Counter()
+        #: Requests for a key that was already applied (deduplicated, not applied again).
+        self.repeats: Counter[str] = Counter()
+        #: (key, token) of requests refused for a stale fencing token.
+        self.refused: list[tuple[str, int]] = []
+        self._tokens: dict[str, int] = {}
+
+    def effect(self, key: str, token: str | None) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if token is not None:
+                fence = int(token)
+                if fence < self._tokens.get(key, 0):
+                    self.refused.append((key, fence))
+                    return 409, {"error": f"stale fencing token {fence}"}
+                self._tokens[key] = fence
+            if self.effects[key]:
+                self.repeats[key] += 1
+                return 200, {"applied": False, "key": key}
+            self.effects[key] += 1
+            return 200, {"applied": True, "key": key}
 
     def record(self, method: str, path: str, headers: dict[str, str], body: str) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,3 +136,47 @@ def test_approvers_are_enforced_and_recorded(
     assert done["status"]["steps"]["second_look"]["approval"]["decidedBy"] == "bob"
     # Ordinary edits do not go through the webhook at all, so they never depend on it.
     cluster.kubectl("-n", namespace, "label", "workflow", "release", "team=web")
+
+
+def test_the_webhooks_refuse_hostile_input_at_apply_time(
+    cluster: Cluster, namespace: str, webhook_operator: OperatorProcess
+) -> None:
+    huge = "${{ " + " + ".join(["1"] * 15000) + " }}"
+    refused = cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(workflow("bomb", [{"name": "boom", "noop": {"with": {"sum": huge}}}])),
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "invalid spec: spec.steps.0: Value error, noop.with.sum" in refused.stderr
+    assert "over the limit of 16384" in refused.stderr
+    far = cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(workflow("far", [{"name": "nap", "sleep": {"duration": "3000000d"}}])),
+        check=False,
+    )
+    assert far.returncode != 0 and "longer than the limit of 366d" in far.stderr
+    cluster.apply(workflow("gate", [{"name": "go", "approval": {}}]), namespace)
+    wait_for_phase(cluster, namespace, "gate", "WaitingForApproval")
+    bad_data = cluster.kubectl(
+        "-n",
+        namespace,
+        "annotate",
+        "workflow",
+        "gate",
+        "cerebelum.io/approve=go",
+        "cerebelum.io/approval-data=yes please",
+        check=False,
+    )
+    assert bad_data.returncode != 0
+    assert "cerebelum.io/approval-data must be JSON" in bad_data.stderr
+    # Label edits (no spec change) never reach the spec webhook.
+    cluster.kubectl("-n", namespace, "label", "workflow", "gate", "team=web")

@@ -100,6 +100,7 @@ class _Child:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    argv: list[str]
 
     def tail(self, lines: int = 40) -> str:
         try:
@@ -123,6 +124,7 @@ class LocalControlPlane:
     startup_seconds: float = field(default=0.0, init=False)
     _children: list[_Child] = field(default_factory=list, init=False)
     _ca: CertificateAuthority | None = field(default=None, init=False)
+    _admin: KeyPair | None = field(default=None, init=False)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class LocalControlPlane:
             server_dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
         )
         admin = ca.issue("admin", "cerebelum-admin", organizations=("system:masters",))
+        self._admin = admin
         signing = write_signing_key(pki_dir)
 
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
@@ -237,7 +240,7 @@ class LocalControlPlane:
         assert self.workdir is not None
         log = self.workdir / f"{name}.log"
         in_main_thread = threading.current_thread() is threading.main_thread()
-        with log.open("wb") as log_file:
+        with log.open("ab") as log_file:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -247,9 +250,31 @@ class LocalControlPlane:
                 start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop them in order
                 preexec_fn=_die_with_parent if in_main_thread else None,
             )
-        self._children.append(_Child(name, proc, log))
+        self._children.append(_Child(name, proc, log, argv))
         with (self.workdir / "pids").open("a") as pids:
             pids.write(f"{proc.pid}\n")
+
+    # -- outages, for fault tests --------------------------------------------------------
+
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver (by PID), as a crash or a node loss would; etcd stays."""
+        child = next(c for c in self._children if c.name == "kube-apiserver")
+        if child.proc.poll() is None:
+            child.proc.kill()
+            child.proc.wait(timeout=10)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again with the same flags, port and certificates."""
+        child = next(c for c in self._children if c.name == "kube-apiserver")
+        assert child.proc.poll() is not None, "kube-apiserver is still running"
+        self._children.remove(child)
+        self._spawn(child.name, child.argv)
+        assert self._admin is not None
+        admin = self._admin
+        self._wait_for(
+            lambda: self._http_ok(f"{self.server}/readyz", self._ssl_context(admin)),
+            "kube-apiserver (restarted)",
+        )
 
     def _wait_for(self, check: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + self.startup_timeout

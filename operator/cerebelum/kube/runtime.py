@@ -18,6 +18,7 @@ the end of its backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -168,7 +169,10 @@ def describe_failure(exc: BaseException) -> str:
         return f"the API server is unreachable or failing ({transient.message})"
     status = getattr(exc, "status", None)
     if isinstance(status, int):
-        return f"the API server answered HTTP {status}"
+        said = ""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            said = str(json.loads(getattr(exc, "body", "") or "{}").get("message") or "")
+        return f"the API server answered HTTP {status}" + (f": {said[:300]}" if said else "")
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
