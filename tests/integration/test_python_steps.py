@@ -4,6 +4,8 @@ processes claim and run them, against the real API server and the local fake Dig
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -435,3 +437,80 @@ def test_an_operator_restarted_mid_step_picks_up_the_same_steprun(
     assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
     assert hold["output"] == {"blocked": True} and hold["attempts"] == 1
     assert worker.logs().count("claimed ") == 1  # one run of the function, not two
+
+
+def test_a_worker_frozen_past_its_lease_cannot_write_its_result_or_repeat_the_effect(
+    cluster: Cluster, crds: None, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """SIGSTOP a worker mid-step until another took the step over and finished it, then
+    SIGCONT: its result is refused (fencing) and its late side effect is refused by the
+    fenced endpoint, so the effect happens once."""
+    with FakeHttpServer() as web:
+        frozen = WorkerProcess(
+            cluster, namespace, tmp_path / "a.log", [str(python_steps.PATH)], identity="worker-a"
+        )
+        frozen.start()
+        thawed = False
+        try:
+            cluster.apply(
+                workflow(
+                    "fenced",
+                    [
+                        {
+                            "name": "effect",
+                            "python": {
+                                "function": "python_steps:fenced_effect",
+                                "arguments": {"inputs": "${{ inputs }}"},
+                            },
+                        }
+                    ],
+                    inputs={"seconds": 1.5, "url": web.url},
+                ),
+                namespace,
+            )
+
+            def claimed_by_a() -> bool:
+                runs = stepruns(cluster, namespace)
+                return bool(runs) and (runs[0].get("status") or {}).get("claimedBy") == "worker-a"
+
+            eventually(claimed_by_a, timeout=20, interval=0.05)
+            assert frozen.proc is not None
+            os.kill(frozen.proc.pid, signal.SIGSTOP)
+            other = WorkerProcess(
+                cluster,
+                namespace,
+                tmp_path / "b.log",
+                [str(python_steps.PATH)],
+                identity="worker-b",
+            )
+            other.start()
+            try:
+                done = wait_for_phase(
+                    cluster, namespace, "fenced", ("Succeeded", "Failed"), timeout=40
+                )
+                runs = stepruns(cluster, namespace)
+            finally:
+                other.stop()
+            os.kill(frozen.proc.pid, signal.SIGCONT)
+            thawed = True
+            assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+            output = done["status"]["steps"]["effect"]["output"]
+            assert output["applied"] is True and output["token"] == 2, "worker-b's claim"
+            assert "taken over" in other.logs()
+            # worker-a wakes: its step applies its effect with token 1, which the endpoint
+            # refuses; its result is dropped instead of written.
+            key = output["key"]
+            eventually(lambda: web.refused == [(key, 1)], timeout=20)
+            eventually(
+                lambda: "dropping the result" in frozen.logs()
+                or "was deleted before its result was written" in frozen.logs(),
+                timeout=20,
+            )
+            assert web.effects == {key: 1}
+            assert runs == [] or all(
+                (r["status"].get("resultClaim"), r["status"]["claims"]) == (2, 2) for r in runs
+            )
+        finally:
+            if not thawed and frozen.proc is not None:
+                os.kill(frozen.proc.pid, signal.SIGCONT)
+            frozen.stop()
