@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cerebelum.api.status import StepError, StepPhase
+from cerebelum.api.durations import parse_time
+from cerebelum.api.status import StepError, StepPhase, WorkflowPhase, WorkflowStatus
 from cerebelum.engine.graph import Graph
 from tests.unit.engine_driver import Driver
 
@@ -166,3 +167,128 @@ def test_without_people_every_workflow_settles(spec: dict[str, Any], defer: bool
     if not d.finished:
         assert out.wake_at is None
         assert any(s.phase == StepPhase.WAITING_FOR_APPROVAL for s in d.status.steps.values())
+
+
+# -- status edited by hand: anyone with workflows/status permission can write anything -----
+
+_GARBAGE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "not-a-time",
+            "2026-13-45T99:99:99Z",
+            "2026-01-01T12:00:00",  # no timezone
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "Running",
+            "Succeeded",
+            "Sleeping",
+            "WaitingForApproval",
+            "Polling",
+            "Retrying",
+            "Bogus",
+        ]
+    ),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "phase"]), st.integers(), max_size=2),
+)
+_STEP_FIELDS = [
+    "phase",
+    "visits",
+    "attempts",
+    "startedAt",
+    "finishedAt",
+    "lastAttemptAt",
+    "nextAttemptAt",
+    "pollStartedAt",
+    "sleepUntil",
+    "idempotencyKey",
+    "approval",
+    "output",
+    "error",
+    "checks",
+]
+_WORKFLOW_FIELDS = [
+    "phase",
+    "startedAt",
+    "finishedAt",
+    "nextWakeAt",
+    "totalVisits",
+    "conditions",
+    "steps",
+    "history",
+]
+
+edits = st.lists(
+    st.one_of(
+        st.tuples(st.just("step"), st.integers(0, 5), st.sampled_from(_STEP_FIELDS), _GARBAGE),
+        st.tuples(st.just("drop"), st.integers(0, 5), st.sampled_from(_STEP_FIELDS), st.none()),
+        st.tuples(st.just("workflow"), st.just(0), st.sampled_from(_WORKFLOW_FIELDS), _GARBAGE),
+        st.tuples(
+            st.just("approval"),
+            st.integers(0, 5),
+            st.sampled_from(["requestedAt", "deadline", "decidedAt", "decision"]),
+            _GARBAGE,
+        ),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _edit(wire: dict[str, Any], edit: tuple[Any, ...]) -> None:
+    kind, index, field, value = edit
+    steps = wire.get("steps")
+    if kind == "workflow":
+        wire[field] = value
+        return
+    if not isinstance(steps, dict) or not steps:
+        return
+    entry = steps[sorted(steps)[index % len(steps)]]
+    if not isinstance(entry, dict):
+        return
+    if kind == "step":
+        entry[field] = value
+    elif kind == "drop":
+        entry.pop(field, None)
+    elif isinstance(entry.get("approval"), dict):
+        entry["approval"][field] = value
+    else:
+        entry["approval"] = {field: value}
+
+
+@given(spec=specs(), ops=events, changes=st.lists(edits, min_size=1, max_size=3))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_status_edits_never_crash_and_every_outcome_is_a_valid_status(
+    spec: dict[str, Any], ops: list[tuple[Any, ...]], changes: list[list[tuple[Any, ...]]]
+) -> None:
+    d = Driver(spec)
+    d.tick()
+    for round_, change in enumerate(changes):
+        for op in ops[round_ * 5 : round_ * 5 + 5]:
+            play(d, op)
+        assert d.status is not None
+        repairs = d.edit_status(lambda wire, change=change: [_edit(wire, e) for e in change])
+        assert all(isinstance(r, str) and r for r in repairs)
+        out = d.tick()
+        status = out.status
+        # A valid status: it round-trips through the model, as the API server would store it.
+        again = WorkflowStatus.model_validate(status.to_wire())
+        assert again == status
+        names = {s["name"] for s in spec["steps"]}
+        if status.phase.finished:  # a finished workflow is not run again to rebuild entries
+            assert set(status.steps) <= names
+        else:
+            assert set(status.steps) == names
+        if status.phase == WorkflowPhase.SUCCEEDED:
+            assert all(s.phase.finished for s in status.steps.values()), "success by hand"
+        if status.phase.finished:
+            assert out.wake_at is None and status.finished_at is not None
+        for moment in (status.next_wake_at, status.started_at, status.finished_at):
+            if moment is not None:
+                parse_time(moment)
+    # It can still run to a settled state from whatever the edits left.
+    d.run_to_end()

@@ -92,9 +92,11 @@ class StepStatus(ApiModel):
 
     phase: StepPhase = Field(default=StepPhase.PENDING, description="The step's phase.")
     visits: int = Field(
-        default=0, description="How many times the step has started (loops revisit)."
+        default=0, ge=0, description="How many times the step has started (loops revisit)."
     )
-    attempts: int = Field(default=0, description="Attempts of the action in the current visit.")
+    attempts: int = Field(
+        default=0, ge=0, description="Attempts of the action in the current visit."
+    )
     started_at: str | None = Field(default=None, description="When the current visit started.")
     finished_at: str | None = Field(default=None, description="When the current visit finished.")
     last_attempt_at: str | None = Field(
@@ -163,7 +165,7 @@ class WorkflowStatus(ApiModel):
         default=None, description="The spec generation acted on."
     )
     total_visits: int = Field(
-        default=0, description="Step starts so far, against spec.maxStepVisits."
+        default=0, ge=0, description="Step starts so far, against spec.maxStepVisits."
     )
     message: str | None = Field(default=None, description="Why it is in this phase.")
     conditions: list[Condition] | None = Field(

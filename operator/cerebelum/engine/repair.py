@@ -36,7 +36,7 @@ def load_status(
     status, problems = _validated(wire)
     problems += _repair_times(spec, status, now)
     problems += _repair_step_phases(spec, status, now)
-    problems += _repair_workflow_phase(status)
+    problems += _repair_workflow_phase(status, now)
     return status, problems
 
 
@@ -182,7 +182,7 @@ def _sleep_end(step: Step, s: StepStatus) -> datetime.datetime | None:
     return parse_time(s.started_at) + parse_duration(step.sleep.duration)
 
 
-def _repair_workflow_phase(st: WorkflowStatus) -> list[str]:
+def _repair_workflow_phase(st: WorkflowStatus, now: datetime.datetime) -> list[str]:
     """A finished workflow has only finished steps: the engine ends a workflow that way. (It
     may have none when it failed before any step started, e.g. on an invalid spec; it never
     succeeds with none.)"""
@@ -190,6 +190,10 @@ def _repair_workflow_phase(st: WorkflowStatus) -> list[str]:
         return []
     unfinished = [n for n, s in st.steps.items() if not s.phase.finished]
     if not unfinished and (st.steps or st.phase != WorkflowPhase.SUCCEEDED):
+        if st.finished_at is None:
+            ends = [s.finished_at for s in st.steps.values() if s.finished_at]
+            st.finished_at = max(ends, key=parse_time) if ends else format_time(now)
+            return [f"status.finishedAt was missing: set to {st.finished_at}"]
         return []
     st.phase = WorkflowPhase.RUNNING
     st.finished_at = None
