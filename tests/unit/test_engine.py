@@ -512,6 +512,62 @@ def test_next_goto_loops_until_a_condition_then_continues() -> None:
     assert d.step("check").output == {"n": 3}
 
 
+def test_an_end_rule_finishes_the_workflow_and_skips_the_handlers_after_it() -> None:
+    """How the SDK renders handlers off the main line: the line ends with `end`, and a
+    failure routed to a handler ends after it; the workflow succeeds, the failure handled."""
+    spec = {
+        "steps": [
+            {
+                "name": "check",
+                "fail": {"message": "too young", "errorClass": "TooYoung"},
+                "next": [
+                    {"when": "error != null && error.errorClass == 'TooYoung'", "goto": "reject"},
+                    {"when": "error == null", "end": True},
+                ],
+            },
+            noop("accept", next=[{"end": True}]),
+            noop("reject", next=[{"end": True}]),
+            noop("other", next=[{"end": True}]),
+        ]
+    }
+    d = Driver(spec)
+    d.tick()
+    assert d.phase == "Succeeded"
+    assert d.step_phase("check") == StepPhase.FAILED
+    assert d.step_phase("accept") == StepPhase.SKIPPED
+    assert d.step_phase("reject") == StepPhase.SUCCEEDED
+    assert d.step_phase("other") == StepPhase.SKIPPED
+    assert "ended by reject.next[0]" in (d.status.message or "")  # type: ignore[union-attr]
+
+    passing = {k: v for k, v in spec["steps"][0].items() if k != "fail"}  # type: ignore[union-attr]
+    d = Driver({"steps": [{**passing, "noop": {}}, *spec["steps"][1:]]})
+    d.tick()
+    assert d.phase == "Succeeded"
+    assert [d.step_phase(n) for n in ("check", "accept", "reject", "other")] == [
+        StepPhase.SUCCEEDED,
+        StepPhase.SKIPPED,
+        StepPhase.SKIPPED,
+        StepPhase.SKIPPED,
+    ]
+
+
+def test_an_end_rule_cancels_a_parallel_step_still_running() -> None:
+    d = Driver(
+        {
+            "steps": [
+                {"name": "slow", "http": {"url": "http://127.0.0.1:1/x"}, "dependsOn": []},
+                noop("quick", dependsOn=[], next=[{"end": True}]),
+            ]
+        },
+        defer=True,
+    )
+    out = d.tick()
+    assert d.step_phase("slow") == StepPhase.RUNNING
+    out = d.complete("quick")
+    assert d.phase == "Succeeded" and d.step_phase("slow") == StepPhase.CANCELLED
+    assert "slow" in out.cancel
+
+
 def test_the_visit_cap_stops_a_runaway_loop() -> None:
     d = Driver(
         {

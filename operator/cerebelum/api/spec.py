@@ -445,8 +445,9 @@ class NextRule(
     ApiModel,
     json_schema_extra=rules(
         (
-            "[has(self.goto), has(self.fail), has(self.continue)].filter(x, x).size() == 1",
-            "a next rule needs exactly one of goto, fail or continue",
+            "[has(self.goto), has(self.fail), has(self.continue), has(self.end)]"
+            ".filter(x, x).size() == 1",
+            "a next rule needs exactly one of goto, fail, continue or end",
         ),
     ),
 ):
@@ -469,6 +470,13 @@ class NextRule(
     )
     continue_: bool | None = Field(
         default=None, alias="continue", description="Carry on as normal."
+    )
+    end: bool | None = Field(
+        default=None,
+        description=(
+            "Finish the workflow here: steps not started are Skipped, running ones cancelled, "
+            "and the workflow succeeds (after a failed step too: the rule handled it)."
+        ),
     )
 
 

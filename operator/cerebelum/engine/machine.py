@@ -694,6 +694,8 @@ class _Run:
                 self._goto(step.name, rule.goto, "Goto")
             elif rule.fail is not None:
                 self._end(WorkflowPhase.FAILED, "NextRuleFailed", f"step {step.name}: {rule.fail}")
+            elif rule.end:
+                self._end_here(step.name, index)
             elif failed:
                 s.message = f"failure tolerated by next[{index}] (continue)"
                 self._step_phase(step.name, StepPhase.SKIPPED, "FailureTolerated", s.message)
@@ -744,6 +746,22 @@ class _Run:
             "Normal" if phase == WorkflowPhase.SUCCEEDED else "Warning", f"Workflow{phase}", message
         )
         raise _WorkflowEnded
+
+    def _end_here(self, source: str, index: int) -> None:
+        """A ``next[].end`` rule: the workflow is done; what has not run never will."""
+        why = f"workflow ended by {source}.next[{index}] (end)"
+        for name, s in self.status.steps.items():
+            if s.phase.finished:
+                continue
+            running = s.phase == StepPhase.RUNNING
+            if running:
+                self.out.cancel.append(name)
+            s.next_attempt_at = None
+            s.sleep_until = None
+            s.finished_at = self.stamp
+            phase = StepPhase.CANCELLED if running else StepPhase.SKIPPED
+            self._step_phase(name, phase, "Ended", why)
+        self._end(WorkflowPhase.SUCCEEDED, "Ended", f"step {source}: {why}")
 
     def _workflow_transition(self, phase: WorkflowPhase, reason: str, message: str) -> None:
         if self.status.phase != phase or reason == "Started":
