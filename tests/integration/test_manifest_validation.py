@@ -89,7 +89,7 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "a next rule with two outcomes": (
         workflow("w", [{"name": "a", "noop": {}, "next": [{"goto": "a", "fail": "x"}]}]),
-        ["spec.steps[0].next[0]", "exactly one of goto, fail or continue"],
+        ["spec.steps[0].next[0]", "exactly one of goto, fail, continue or end"],
     ),
 }
 

@@ -502,8 +502,10 @@ def test_a_worker_frozen_past_its_lease_cannot_write_its_result_or_repeat_the_ef
             key = output["key"]
             eventually(lambda: web.refused == [(key, 1)], timeout=20)
             eventually(
-                lambda: "dropping the result" in frozen.logs()
-                or "was deleted before its result was written" in frozen.logs(),
+                lambda: (
+                    "dropping the result" in frozen.logs()
+                    or "was deleted before its result was written" in frozen.logs()
+                ),
                 timeout=20,
             )
             assert web.effects == {key: 1}

@@ -245,9 +245,10 @@ def test_a_workflow_of_declarative_steps_needs_no_worker() -> None:
     assert s["go_live"]["approval"] == {"timeout": "15m", "onTimeout": "Approve"}
 
 
-async def test_a_step_is_still_callable_in_a_unit_test() -> None:
+async def test_a_step_called_directly_returns_cerebelums_envelope() -> None:
     context = Context(workflow_name="w", step_name="fetch", attempt=2)
-    assert await fetch(context, inputs={"url": "u"}) == {"url": "u", "attempt": 2}
+    assert await fetch(context, inputs={"url": "u"}) == {"ok": {"url": "u", "attempt": 2}}
+    assert await fetch(context, inputs={}) == {"error": "'url'"}  # the KeyError, as Cerebelum
 
 
 def test_the_reference_documents_examples_render_from_their_files() -> None:
@@ -302,12 +303,27 @@ def test_the_first_parameter_must_be_context() -> None:
         step(backwards)
 
 
-def test_a_step_must_live_at_module_level() -> None:
-    async def nested(context: Context) -> None:
-        return None
+def test_a_step_defined_in_a_function_runs_locally_but_does_not_render() -> None:
+    @step
+    async def nested(context: Context, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"seen": inputs["x"]}
 
-    with pytest.raises(DefinitionError, match="step nested must be defined at module level"):
-        step(nested)
+    @workflow
+    def local_only(wf: Any) -> None:
+        wf.timeline(nested)
+
+    assert local_only.execute({"x": 1}).final_result == {"seen": 1}
+    assert local_only.validate().warnings == [
+        "step nested is defined inside a function: wf.execute() runs it, a worker cannot"
+    ]
+    with pytest.raises(
+        DefinitionError,
+        match=r"step nested is defined inside a function \(test_a_step_defined_in_a_function_"
+        r"runs_locally_but_does_not_render.<locals>.nested\): a worker imports steps as "
+        r"module:name, so it could never find this one. Define it at the top level of "
+        r"tests.unit.test_sdk; wf.execute\(\) runs it locally as it is",
+    ):
+        local_only.render()
 
 
 def test_a_parameter_naming_no_step_is_refused() -> None:
@@ -333,7 +349,7 @@ def test_a_dependency_that_runs_later_is_a_cycle() -> None:
 
         @workflow
         def sideways(wf: Any) -> None:
-            wf.timeline([fetch, left])
+            wf.timeline(wait_time >> [fetch, left])
 
 
 def test_a_step_twice_in_the_timeline_is_a_cycle() -> None:
@@ -365,8 +381,10 @@ def test_bad_diverge_routes_are_refused(patterns: dict[Any, Any], message: str) 
 
 def test_other_definition_mistakes() -> None:
     with pytest.raises(DefinitionError, match="@poll needs max_attempts= or timeout="):
-        poll(lambda r: True, interval=1)
+        poll(lambda r: True, interval=1)(http_step("probe", "https://x"))
     with pytest.raises(DefinitionError, match="@sleep needs exactly one of"):
+        sleep(seconds=1, until="2030-01-01T00:00:00Z")
+    with pytest.raises(DefinitionError, match=r"sleep\(\) needs a duration"):
         sleep()
     with pytest.raises(
         DefinitionError, match="step probe: a Python poll condition needs a Python step"

@@ -240,8 +240,11 @@ class PythonAction(ApiModel):
     function: str = Field(
         min_length=3,
         max_length=512,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$",
-        description="The function as module:name, e.g. deploy:create_droplet.",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*:[A-Za-z_][A-Za-z0-9_.]*$",
+        description=(
+            "The function as module:name, e.g. deploy:create_droplet. The module is what the "
+            "worker imports: a dotted name, or a file's stem (01_hello_world, my-steps)."
+        ),
     )
     queue: str | None = Field(
         default=None,

@@ -1,7 +1,15 @@
 """The Python DSL: Cerebelum-compatible ``@step``/``@workflow``, with ``@sleep``, ``@poll``,
 ``@approval`` and ``@retry``, rendered to Workflow manifests. Python steps run in
-``cerebelum worker`` processes, never in the operator."""
+``cerebelum worker`` processes, never in the operator; ``wf.execute()`` runs a workflow
+locally on the same engine with a virtual clock."""
 
+from cerebelum.sdk.client import (
+    ApprovalInfo,
+    ExecutionClient,
+    ExecutionState,
+    ExecutionStatus,
+    SleepInfo,
+)
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.declarative import (
     approval_step,
@@ -12,18 +20,24 @@ from cerebelum.sdk.declarative import (
     sleep_step,
     tcp_step,
 )
+from cerebelum.sdk.helpers import ProgressReporter, poll, retry, sleep, wait_for_approval
+from cerebelum.sdk.local import DSLLocalExecutor, ExecutionError, ExecutionResult
+from cerebelum.sdk.registry import StepRegistry, WorkflowRegistry
+from cerebelum.sdk.results import ApprovalMarker, SleepMarker, WorkflowMarker
 from cerebelum.sdk.steps import (
     FUNCTIONS,
     DefinitionError,
+    ParallelStepGroup,
+    StepComposition,
     StepDef,
+    StepDefinitionError,
     Timeline,
+    WorkflowDefinitionError,
     approval,
-    poll,
-    retry,
-    sleep,
     step,
 )
 from cerebelum.sdk.workflow import (
+    ValidationReport,
     WorkflowBuilder,
     WorkflowDef,
     back_to,
@@ -34,12 +48,31 @@ from cerebelum.sdk.workflow import (
 
 __all__ = [
     "FUNCTIONS",
+    "ApprovalInfo",
+    "ApprovalMarker",
     "Context",
+    "DSLLocalExecutor",
     "DefinitionError",
+    "ExecutionClient",
+    "ExecutionError",
+    "ExecutionResult",
+    "ExecutionState",
+    "ExecutionStatus",
+    "ParallelStepGroup",
+    "ProgressReporter",
+    "SleepInfo",
+    "SleepMarker",
+    "StepComposition",
     "StepDef",
+    "StepDefinitionError",
+    "StepRegistry",
     "Timeline",
+    "ValidationReport",
     "WorkflowBuilder",
     "WorkflowDef",
+    "WorkflowDefinitionError",
+    "WorkflowMarker",
+    "WorkflowRegistry",
     "approval",
     "approval_step",
     "back_to",
@@ -55,5 +88,6 @@ __all__ = [
     "sleep_step",
     "step",
     "tcp_step",
+    "wait_for_approval",
     "workflow",
 ]

@@ -36,8 +36,9 @@ class Context:
     deadline: datetime.datetime | None = None
     #: This worker's claim number on the attempt: larger for a later claimant (0: local).
     fencing_token: int = 0
+    #: Cerebelum's name for the run; by default the Workflow object, namespace/name.
+    execution_id: str = ""
 
-    @property
-    def execution_id(self) -> str:
-        """Cerebelum's name for the run: here the Workflow object, namespace/name."""
-        return f"{self.namespace}/{self.workflow_name}"
+    def __post_init__(self) -> None:
+        if not self.execution_id:
+            object.__setattr__(self, "execution_id", f"{self.namespace}/{self.workflow_name}")

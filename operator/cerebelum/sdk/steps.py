@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cerebelum.api.spec import STEP_NAME_PATTERN
+from cerebelum.sdk.registry import StepRegistry
+from cerebelum.sdk.results import WorkflowMarker, envelope
 
 #: Functions a worker may run, by "module:qualname": filled by @step at import time.
 FUNCTIONS: dict[str, StepDef] = {}
@@ -24,6 +26,23 @@ _OPTIONS = "__cerebelum_options__"
 
 class DefinitionError(ValueError):
     """A workflow or step is defined wrongly; raised at import time, naming the step."""
+
+
+class StepDefinitionError(DefinitionError):
+    """A step is defined wrongly (Cerebelum's name); ``step_name`` says which."""
+
+    def __init__(self, step_name: str, message: str) -> None:
+        self.step_name = step_name
+        super().__init__(message)
+
+
+class WorkflowDefinitionError(DefinitionError):
+    """A workflow is defined wrongly (Cerebelum's name): ``errors`` lists what is wrong."""
+
+    def __init__(self, workflow_name: str, errors: list[str]) -> None:
+        self.workflow_name = workflow_name
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors))
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,12 @@ class Retry:
     def __call__(self, target: Any) -> Any:
         return _attach(target, "retry", self)
 
+    def __await__(self) -> Any:
+        raise DefinitionError(
+            "await retry(...) needs the function to call first: await retry(fn, *args, "
+            "max_attempts=..., delay=ms); retry(max_attempts=...) alone is the @retry decorator"
+        )
+
 
 def _attach(target: Any, key: str, value: Any, check: Callable[[Any], Any] | None = None) -> Any:
     """Record a decorator's option on a step, or on a function before @step sees it.
@@ -84,6 +109,7 @@ def _attach(target: Any, key: str, value: Any, check: Callable[[Any], Any] | Non
         revised = replace(target, **{key: value}, checks=checks)
         if revised.fn is not None:
             FUNCTIONS[revised.function] = revised
+            StepRegistry.register(revised)
         return revised
     if callable(target):
         options = getattr(target, _OPTIONS, None)
@@ -124,11 +150,32 @@ class StepDef:
         assert self.fn is not None
         return f"{self.fn.__module__}:{self.fn.__qualname__}"
 
+    @property
+    def dependencies(self) -> list[str]:
+        """Steps whose outputs this one receives (Cerebelum's name): parameters but inputs."""
+        return [p for p in self.parameters if p != "inputs"]
+
+    @property
+    def has_context(self) -> bool:
+        return self.fn is not None
+
+    @property
+    def has_inputs(self) -> bool:
+        return "inputs" in self.parameters
+
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function directly, e.g. in a unit test of the step."""
+        """Call the step directly, as Cerebelum does: the result comes back in its envelope,
+        ``{"ok": value}`` or ``{"error": message}`` (an exception becomes the latter); the
+        waits of ``sleep``/``wait_for_approval`` propagate as their markers."""
         if self.fn is None:
             raise TypeError(f"step {self.name} is declarative: it has no function to call")
-        return await self.fn(*args, **kwargs)
+        try:
+            value = await self.fn(*args, **kwargs)
+        except WorkflowMarker:
+            raise
+        except Exception as exc:
+            return {"error": str(exc)}
+        return envelope(value)
 
     def __rshift__(self, other: Any) -> Timeline:
         return Timeline([[self]]).__rshift__(other)
@@ -140,8 +187,22 @@ class StepDef:
         return f"<step {self.name}>"
 
 
+class ParallelStepGroup:
+    """Steps that run at once: the ``[b, c]`` in ``a >> [b, c] >> d`` (Cerebelum's name)."""
+
+    def __init__(self, steps: Sequence[StepDef]) -> None:
+        self.steps = list(steps)
+
+    def __repr__(self) -> str:
+        return f"ParallelStepGroup({[s.name for s in self.steps]})"
+
+
 class Timeline:
-    """Groups of steps in order: ``a >> [b, c] >> d`` is [[a], [b, c], [d]]."""
+    """Groups of steps in order: ``a >> [b, c] >> d`` is [[a], [b, c], [d]].
+
+    Cerebelum calls it ``StepComposition``: ``items`` holds its steps and parallel groups,
+    ``steps`` every step in order.
+    """
 
     def __init__(self, groups: list[list[StepDef]]) -> None:
         self.groups = groups
@@ -154,13 +215,29 @@ class Timeline:
     def __rrshift__(self, other: Any) -> Timeline:
         return Timeline([as_group(other), *self.groups])
 
+    @property
     def steps(self) -> list[StepDef]:
         return [s for group in self.groups for s in group]
+
+    @property
+    def items(self) -> list[StepDef | ParallelStepGroup]:
+        return [g[0] if len(g) == 1 else ParallelStepGroup(g) for g in self.groups]
+
+    def __repr__(self) -> str:
+        return " >> ".join(
+            s.name if isinstance(s, StepDef) else repr([x.name for x in s.steps])
+            for s in self.items
+        )
+
+
+StepComposition = Timeline
 
 
 def as_group(item: Any) -> list[StepDef]:
     if isinstance(item, StepDef):
         return [item]
+    if isinstance(item, ParallelStepGroup):
+        return list(item.steps)
     if isinstance(item, (list, tuple)) and item and all(isinstance(s, StepDef) for s in item):
         return list(item)
     raise DefinitionError(
@@ -181,23 +258,21 @@ def _from_function(
 ) -> StepDef:
     label = str(name or getattr(fn, "__name__", repr(fn)))
     if not inspect.iscoroutinefunction(fn):
-        raise DefinitionError(
+        raise StepDefinitionError(
+            label,
             f"step {label} must be an async function (async def {label}(context, ...)): "
-            "steps are coroutines, as in Cerebelum"
+            "steps are coroutines, as in Cerebelum",
         )
     params = list(inspect.signature(fn).parameters.values())
     if not params or params[0].name != "context":
-        raise DefinitionError(f"step {label}: the first parameter must be `context`")
+        raise StepDefinitionError(label, f"step {label}: the first parameter must be `context`")
     for p in params[1:]:
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-            raise DefinitionError(
+            raise StepDefinitionError(
+                label,
                 f"step {label}: parameter {p.name!r} must be a plain named parameter "
-                "(it receives the output of the step of that name, or the workflow inputs)"
+                "(it receives the output of the step of that name, or the workflow inputs)",
             )
-    if "<locals>" in fn.__qualname__:
-        raise DefinitionError(
-            f"step {label} must be defined at module level, so a worker can import it"
-        )
     options = getattr(fn, _OPTIONS, {})
     checks: dict[str, Callable[[Any], Any]] = {}
     poll: Poll | None = options.get("poll")
@@ -217,6 +292,7 @@ def _from_function(
         checks=checks,
     )
     FUNCTIONS[stepdef.function] = stepdef
+    StepRegistry.register(stepdef)
     return stepdef
 
 
@@ -237,7 +313,9 @@ def step(
     return lambda f: _from_function(f, name=name, queue=queue, timeout=timeout)
 
 
-def sleep(seconds: float | None = None, *, until: str | None = None) -> Callable[[Any], Any]:
+def sleep_decorator(
+    seconds: float | None = None, *, until: str | None = None
+) -> Callable[[Any], Any]:
     """Wait before the step runs, without holding a worker: ``@sleep(seconds=60)``."""
     if (seconds is None) == (until is None):
         raise DefinitionError("@sleep needs exactly one of seconds= or until=")
@@ -276,7 +354,7 @@ def approval(
     return lambda target: _attach(target, "approval", gate)
 
 
-def poll(
+def poll_decorator(
     condition: str | Callable[[Any], Any],
     interval: float,
     max_attempts: int | None = None,
@@ -310,7 +388,7 @@ def poll(
     return decorate
 
 
-def retry(
+def retry_decorator(
     max_attempts: int = 3,
     delay: float = 1.0,
     backoff: float = 2.0,

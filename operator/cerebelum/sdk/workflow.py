@@ -7,9 +7,10 @@ step is an import error naming the step, not a failed workflow in the cluster.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,16 @@ from pydantic import ValidationError
 from cerebelum.api import API_VERSION, KIND
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.steprun import DEFAULT_QUEUE
-from cerebelum.sdk.steps import FUNCTIONS, DefinitionError, Retry, StepDef, Timeline, as_group
+from cerebelum.sdk.registry import WorkflowRegistry
+from cerebelum.sdk.steps import (
+    FUNCTIONS,
+    DefinitionError,
+    Retry,
+    StepDef,
+    Timeline,
+    WorkflowDefinitionError,
+    as_group,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,15 @@ def back_to(target: StepDef) -> Goto:
 def skip_to(target: StepDef) -> Goto:
     """Skip ahead to a later step; the steps in between are Skipped."""
     return Goto(target, "skip_to")
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What ``wf.validate()`` returns, as in Cerebelum."""
+
+    is_valid: bool
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,13 @@ def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+def reference(s: StepDef) -> str:
+    """How the manifest names a step's function: ``module:qualname``. A function defined
+    inside another (which only the local runner can call) gets a placeholder for
+    ``<locals>`` so the local spec stays valid."""
+    return s.function.replace("<locals>", "_locals_")
+
+
 class WorkflowBuilder:
     """The ``wf`` a @workflow function receives."""
 
@@ -94,29 +120,38 @@ class WorkflowBuilder:
         self.line: Timeline | None = None
         self.rules: dict[str, list[dict[str, Any]]] = {}
         self.retries: dict[str, Retry] = {}
+        #: Steps reached only through wf.diverge, off the timeline: chains, in order.
+        self.handlers: list[list[StepDef]] = []
 
     def _known(self, stepdef: Any, role: str) -> StepDef:
         if not isinstance(stepdef, StepDef):
             raise DefinitionError(f"workflow {self._name}: {role} must be a step, not {stepdef!r}")
         if self.line is None:
             raise DefinitionError(f"workflow {self._name}: call wf.timeline(...) before {role}")
-        if stepdef not in self.line.steps():
+        if stepdef not in self.line.steps:
             raise DefinitionError(
                 f"workflow {self._name}: step {stepdef.name} ({role}) is not in the timeline"
             )
         return stepdef
 
-    def timeline(self, line: Timeline | StepDef | list[StepDef]) -> None:
-        if self.line is not None:
-            raise DefinitionError(f"workflow {self._name}: wf.timeline is called twice")
-        if isinstance(line, (StepDef, list, tuple)):
-            line = Timeline([as_group(line)])  # one step, or one parallel group
+    def timeline(self, line: Timeline | StepDef | list[StepDef]) -> WorkflowBuilder:
+        """The steps in order: ``a >> [b, c] >> d`` (a list inside ``>>`` runs in parallel),
+        or a plain list ``[a, b, c]``, which is sequential, as in Cerebelum. Calling it again
+        appends to the timeline."""
+        if isinstance(line, StepDef):
+            line = Timeline([[line]])
+        elif isinstance(line, (list, tuple)):
+            line = Timeline([as_group(s) for s in line])
         if not isinstance(line, Timeline):
             raise DefinitionError(
                 f"workflow {self._name}: wf.timeline takes steps joined with >>, not {line!r}"
             )
+        if self.line is not None:
+            line = Timeline(self.line.groups + line.groups)
+        if not line.groups:
+            raise DefinitionError(f"workflow {self._name}: the timeline is empty")
         seen: dict[str, StepDef] = {}
-        for s in line.steps():
+        for s in line.steps:
             if s.name in seen:
                 raise DefinitionError(
                     f"workflow {self._name}: step {s.name} appears twice in the timeline, which "
@@ -125,6 +160,7 @@ class WorkflowBuilder:
             seen[s.name] = s
         self.line = line
         self._check_parameters()
+        return self
 
     def _order(self) -> dict[str, int]:
         assert self.line is not None
@@ -151,7 +187,7 @@ class WorkflowBuilder:
 
     def _by_name(self, name: str) -> StepDef:
         assert self.line is not None
-        return next(s for s in self.line.steps() if s.name == name)
+        return next(s for s in self.line.steps if s.name == name)
 
     def _goto(self, source: StepDef, goto: Goto) -> str:
         order = self._order()
@@ -168,14 +204,17 @@ class WorkflowBuilder:
             )
         return target.name
 
-    def diverge(self, stepdef: StepDef, patterns: dict[Any, Any]) -> None:
+    def diverge(self, from_step: StepDef, patterns: dict[Any, Any]) -> WorkflowBuilder:
         """Route on the step's result: {pattern: action}, first match wins.
 
         Patterns: "ok", "error", an error name such as "timeout" (matches the error class
-        Timeout/TimeoutError or a message containing it), or cel("..."). Actions: "retry"
-        (or retry(...) with limits), "failed", "continue", back_to(step), skip_to(step).
+        Timeout/TimeoutError or a message containing it, e.g. a step returning
+        ``{"error": "timeout"}``), or cel("..."). Actions: "retry" (or retry(...) with
+        limits), "failed", "continue", back_to(step), skip_to(step), or a step or ``a >> b``
+        to go to, as in Cerebelum. A target off the timeline is a handler: it runs only when
+        routed to, and the workflow ends after it.
         """
-        s = self._known(stepdef, "wf.diverge")
+        s = self._known(from_step, "wf.diverge")
         if not patterns:
             raise DefinitionError(f"workflow {self._name}: wf.diverge({s.name}, {{}}) is empty")
         rules = self.rules.setdefault(s.name, [])
@@ -194,11 +233,39 @@ class WorkflowBuilder:
                 rules.append({"when": condition, "continue": True})
             elif isinstance(action, Goto):
                 rules.append({"when": condition, "goto": self._goto(s, action)})
+            elif isinstance(action, (StepDef, Timeline)):
+                rules.append({"when": condition, "goto": self._route_to(action)})
             else:
                 raise DefinitionError(
                     f"workflow {self._name}: step {s.name}: diverge action {action!r} must be "
-                    f"one of {', '.join(_ACTIONS)}, retry(...), back_to(step) or skip_to(step)"
+                    f"one of {', '.join(_ACTIONS)}, retry(...), back_to(step), skip_to(step), "
+                    "or a step to go to"
                 )
+        return self
+
+    def _route_to(self, target: StepDef | Timeline) -> str:
+        """The step a diverge goes to; a target off the timeline becomes a handler chain."""
+        assert self.line is not None
+        chain = target.steps if isinstance(target, Timeline) else [target]
+        head = chain[0]
+        if head in self.line.steps or any(head in h for h in self.handlers):
+            return head.name
+        known = {s.name for s in self.line.steps} | {s.name for h in self.handlers for s in h}
+        for s in chain:
+            if s.name in known:
+                raise DefinitionError(
+                    f"workflow {self._name}: step {s.name} is already in the workflow; a "
+                    "handler chain off the timeline must be made of new steps"
+                )
+            known.add(s.name)
+            for param in s.parameters:
+                if param != "inputs" and param not in known:
+                    raise DefinitionError(
+                        f"workflow {self._name}: handler step {s.name} has a parameter "
+                        f"{param!r} that names no step before it"
+                    )
+        self.handlers.append(list(chain))
+        return head.name
 
     def _diverge_retry(
         self, s: StepDef, pattern: str | Cel, failure_only: bool, action: str | Retry
@@ -275,25 +342,63 @@ class WorkflowDef:
         inputs: dict[str, Any] | None,
         active_deadline: float | None,
         max_step_visits: int | None,
+        core_url: str = "localhost:9090",
     ) -> None:
-        self.name = _dns_name(name or fn.__name__)
+        #: The name as written (Cerebelum's spelling, e.g. ``user_workflow``); the Workflow
+        #: object is named ``resource_name``, the DNS-safe form (``user-workflow``).
+        self.name = name or fn.__name__
+        self.resource_name = _dns_name(self.name)
+        self.core_url = core_url
+        self.definition_func = fn
         self.queue = queue or DEFAULT_QUEUE
         self.inputs = dict(inputs or {})
         self.active_deadline = active_deadline
         self.max_step_visits = max_step_visits
+        if inspect.iscoroutinefunction(fn):
+            raise WorkflowDefinitionError(
+                self.name,
+                [f"workflow {self.name}: the definition must not be async (def, not async def)"],
+            )
         self.builder = WorkflowBuilder(self.name)
-        fn(self.builder)
-        if self.builder.line is None:
-            raise DefinitionError(f"workflow {self.name}: it never calls wf.timeline(...)")
-        self.render()  # every remaining mistake shows now, at import time
+        try:
+            fn(self.builder)
+            if self.builder.line is None:
+                raise DefinitionError(f"workflow {self.name}: it never calls wf.timeline(...)")
+            self._spec(importable=False)  # every remaining mistake shows now, at import time
+        except WorkflowDefinitionError:
+            raise
+        except DefinitionError as exc:
+            raise WorkflowDefinitionError(self.name, [str(exc)]) from None
+        WorkflowRegistry.register(self)
 
     @property
     def steps(self) -> list[StepDef]:
+        """Every step: the timeline's, then handlers reached only through wf.diverge."""
         assert self.builder.line is not None
-        return self.builder.line.steps()
+        return self.builder.line.steps + [s for h in self.builder.handlers for s in h]
+
+    def validate(self) -> ValidationReport:
+        """Cerebelum's check: mistakes raise at definition here, so a defined workflow is
+        valid; the report says so, and warns about steps a worker could not import."""
+        warnings = [
+            f"step {s.name} is defined inside a function: wf.execute() runs it, a worker cannot"
+            for s in self.steps
+            if s.fn is not None and "<locals>" in s.fn.__qualname__
+        ]
+        return ValidationReport(is_valid=True, errors=[], warnings=warnings)
+
+    def execute(self, inputs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Run the workflow here, without a cluster, on the operator's own engine and a
+        virtual clock (see ``cerebelum.sdk.local.run``). Await it (``await
+        wf.execute(...)``), or call it outside an event loop for the result at once."""
+        from cerebelum.sdk.local import Execution
+
+        return Execution(self, inputs or {}, options)
 
     def _dependencies(self) -> dict[str, list[str]] | None:
-        """dependsOn per step, or None when the timeline is a plain chain (list order)."""
+        """dependsOn per step, or None when the timeline is a plain chain (list order).
+        A handler chain hangs after the timeline's last step: never a root that would start
+        with the workflow."""
         line = self.builder.line
         assert line is not None
         if all(len(group) == 1 for group in line.groups):
@@ -304,9 +409,16 @@ class WorkflowDef:
             for s in group:
                 deps[s.name] = list(previous)
             previous = [s.name for s in group]
+        for chain in self.builder.handlers:
+            before = previous
+            for s in chain:
+                deps[s.name] = list(before)
+                before = [s.name]
         return deps
 
-    def _render_step(self, s: StepDef, deps: dict[str, list[str]] | None) -> dict[str, Any]:
+    def _render_step(
+        self, s: StepDef, deps: dict[str, list[str]] | None, importable: bool
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"name": s.name}
         if deps is not None:
             out["dependsOn"] = deps[s.name]
@@ -321,7 +433,7 @@ class WorkflowDef:
         if s.approval is not None:
             out["approval"] = _render_approval(s)
         if s.kind == "python":
-            out["python"] = self._render_python(s)
+            out["python"] = self._render_python(s, importable)
         elif s.kind is not None:
             out[s.kind] = s.action
         if s.poll is not None:
@@ -329,16 +441,42 @@ class WorkflowDef:
         retry = s.retry or self.builder.retries.get(s.name)
         if retry is not None:
             out["retry"] = _render_retry(retry)
-        if self.builder.rules.get(s.name):
-            out["next"] = self.builder.rules[s.name]
+        rules = list(self.builder.rules.get(s.name, []))
+        if s.name in self._ends():
+            rules.append({"when": _SUCCESS, "end": True})
+        if rules:
+            out["next"] = rules
         return out
 
-    def _render_python(self, s: StepDef) -> dict[str, Any]:
+    def _ends(self) -> set[str]:
+        """Steps after which the workflow ends: with handlers off the timeline, the last step
+        of the timeline and of each handler chain (else the next in the list would run)."""
+        handlers = self.builder.handlers
+        line = self.builder.line
+        if not handlers or line is None:
+            return set()
+        last = line.groups[-1]
+        if len(last) > 1:
+            raise DefinitionError(
+                f"workflow {self.name}: the timeline ends with parallel steps "
+                f"({', '.join(s.name for s in last)}); with handlers off the timeline it must "
+                "end with one step: add a final step after them"
+            )
+        return {last[0].name} | {chain[-1].name for chain in handlers}
+
+    def _render_python(self, s: StepDef, importable: bool) -> dict[str, Any]:
+        assert s.fn is not None
+        if importable and "<locals>" in s.fn.__qualname__:
+            raise DefinitionError(
+                f"step {s.name} is defined inside a function ({s.fn.__qualname__}): a worker "
+                f"imports steps as module:name, so it could never find this one. Define it at "
+                f"the top level of {s.fn.__module__}; wf.execute() runs it locally as it is"
+            )
         arguments = {
             p: "${{ inputs }}" if p == "inputs" else "${{ steps." + p + ".output }}"
             for p in s.parameters
         }
-        python: dict[str, Any] = {"function": s.function, "queue": s.queue or self.queue}
+        python: dict[str, Any] = {"function": reference(s), "queue": s.queue or self.queue}
         if arguments:
             python["arguments"] = arguments
         if s.checks:
@@ -353,6 +491,15 @@ class WorkflowDef:
         namespace: str | None = None,
     ) -> dict[str, Any]:
         """The Workflow manifest, checked against the same models as the CRD."""
+        spec = self._spec(inputs, importable=True)
+        metadata: dict[str, Any] = {"name": _dns_name(name) if name else self.resource_name}
+        if namespace:
+            metadata["namespace"] = namespace
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+
+    def _spec(self, inputs: dict[str, Any] | None = None, *, importable: bool) -> dict[str, Any]:
+        """The spec; ``importable`` also requires every Python step to be importable by a
+        worker (the local runner does not need that)."""
         deps = self._dependencies()
         spec: dict[str, Any] = {}
         merged = {**self.inputs, **(inputs or {})}
@@ -362,7 +509,7 @@ class WorkflowDef:
             spec["activeDeadline"] = _duration(self.active_deadline)
         if self.max_step_visits is not None:
             spec["maxStepVisits"] = self.max_step_visits
-        spec["steps"] = [self._render_step(s, deps) for s in self.steps]
+        spec["steps"] = [self._render_step(s, deps, importable) for s in self.steps]
         try:
             WorkflowSpec.model_validate(spec)
         except ValidationError as exc:
@@ -371,10 +518,7 @@ class WorkflowDef:
                 for e in exc.errors(include_url=False)
             )
             raise DefinitionError(f"workflow {self.name}: {problems}") from None
-        metadata: dict[str, Any] = {"name": _dns_name(name) if name else self.name}
-        if namespace:
-            metadata["namespace"] = namespace
-        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+        return spec
 
 
 def _render_approval(s: StepDef) -> dict[str, Any]:
@@ -430,11 +574,14 @@ def workflow(
     inputs: dict[str, Any] | None = None,
     active_deadline: float | None = None,
     max_step_visits: int | None = None,
+    core_url: str = "localhost:9090",
 ) -> Any:
     """Define a workflow: ``@workflow`` or ``@workflow(name="deploy", queue="droplets")``.
 
     The function receives ``wf`` and calls ``wf.timeline(a >> b >> [c, d] >> e)``, then
     optionally ``wf.diverge`` and ``wf.branch``. ``queue`` is where its Python steps run.
+    ``core_url`` is accepted for Cerebelum compatibility and kept, unused: the cluster is
+    the engine here.
     """
 
     def define(f: Callable[[WorkflowBuilder], Any]) -> WorkflowDef:
@@ -445,6 +592,7 @@ def workflow(
             inputs=inputs,
             active_deadline=active_deadline,
             max_step_visits=max_step_visits,
+            core_url=core_url,
         )
 
     return define(fn) if fn is not None else define

@@ -25,7 +25,7 @@ from cerebelum.api.steprun import LABEL_QUEUE, STEPRUN_PLURAL, StepRunSpec, Step
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.steps import StepDef
 from cerebelum.worker import lease
-from cerebelum.worker.runner import StepOutcome, call_step, in_daemon_thread
+from cerebelum.worker.runner import StepOutcome, call_step, in_daemon_thread, not_on_the_operator
 
 logger = logging.getLogger("cerebelum.worker")
 
@@ -298,6 +298,8 @@ class Worker:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         now = _now()
+        if outcome.pause is not None:
+            outcome = not_on_the_operator(outcome.pause)
         for _ in range(_REPORT_TRIES):
             current = _status(holder.body)
             if outcome.ok:

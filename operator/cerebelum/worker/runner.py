@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from cerebelum.api.status import StepError
 from cerebelum.sdk.context import Context
+from cerebelum.sdk.results import SleepMarker, WorkflowMarker, outcome
 from cerebelum.sdk.steps import StepDef
 
 T = TypeVar("T")
@@ -32,6 +33,8 @@ class StepOutcome:
     value: Any = None
     checks: dict[str, bool] | None = None
     error: StepError | None = None
+    #: The step ended with ``await sleep(...)``/``await wait_for_approval(...)``.
+    pause: WorkflowMarker | None = None
 
 
 def _error(error_class: str, message: str, *, retryable: bool) -> StepOutcome:
@@ -50,7 +53,21 @@ def call_step(
     checks: list[str],
     timeout: float | None,
 ) -> StepOutcome:
-    """Run the step to its end on this thread; every outcome becomes a StepOutcome."""
+    """Run the step to its end on this thread (with a loop of its own)."""
+    return asyncio.run(run_step(stepdef, context, arguments, checks, timeout))
+
+
+async def run_step(
+    stepdef: StepDef,
+    context: Context,
+    arguments: dict[str, Any],
+    checks: list[str],
+    timeout: float | None,
+) -> StepOutcome:
+    """Run the step; every outcome becomes a StepOutcome. What it returns is read through
+    Cerebelum's envelope (``{"ok": v}`` passes v on, ``{"error": r}`` fails with r); a
+    ``sleep``/``wait_for_approval`` marker comes back as ``pause``, with its data as output.
+    The worker and the local runner both call this, so they cannot disagree."""
     assert stepdef.fn is not None
     fn = stepdef.fn
     kwargs = {name: arguments.get(name) for name in stepdef.parameters}
@@ -66,14 +83,21 @@ def call_step(
             finally:
                 expired = limit.expired()
 
+    pause: WorkflowMarker | None = None
     try:
-        value = asyncio.run(attempt())
+        returned = await attempt()
+    except WorkflowMarker as marker:
+        pause, returned = marker, marker.data
     except TimeoutError as exc:
         if expired:
             return _error("Timeout", f"step took longer than {timeout:g}s", retryable=True)
         return _error(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
     except Exception as exc:
         return _error(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
+    read = outcome(returned)
+    if not read.ok:
+        return _error("ReturnedError", read.error or "error", retryable=True)
+    value = read.value
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
@@ -97,7 +121,19 @@ def call_step(
                 f"the {name} condition raised {type(exc).__name__}: {exc}",
                 retryable=False,
             )
-    return StepOutcome(ok=True, value=value, checks=results or None)
+    return StepOutcome(ok=True, value=value, checks=results or None, pause=pause)
+
+
+def not_on_the_operator(marker: WorkflowMarker) -> StepOutcome:
+    """An in-step wait reached a worker: the operator cannot yet pause after a step."""
+    helper = "sleep" if isinstance(marker, SleepMarker) else "wait_for_approval"
+    return _error(
+        "InStepWaitUnsupported",
+        f"`await {helper}(...)` inside a step runs under wf.execute() (locally), not yet on "
+        f"the operator: put @{'sleep(seconds=...)' if helper == 'sleep' else 'approval()'} "
+        "on the step that comes after it",
+        retryable=False,
+    )
 
 
 async def in_daemon_thread(function: Callable[[], T]) -> T:

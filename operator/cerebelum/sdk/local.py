@@ -1,0 +1,489 @@
+"""``wf.execute(inputs)``: run a workflow here, with no cluster, on the operator's own engine.
+
+This is not a second implementation of the semantics: the pure engine the operator runs
+(``cerebelum.engine.reconcile``) decides everything, and this loop plays the shell. Python
+steps run in this process (through the worker's ``run_step``); declarative actions run
+through the operator's action code (an http step makes a real request). Time is virtual:
+when nothing is running, the clock jumps to the engine's next deadline, so a week of
+sleeps, polls and retry backoff passes in milliseconds. Approvals are scripted with
+``approvals=``, and in-step ``await sleep(...)``/``await wait_for_approval(...)`` pause the
+workflow after their step, as Cerebelum Core does.
+
+The result is shaped like Cerebelum's ``ExecutionResult`` (``execution_id``, ``status``,
+``output`` as the last step's ``{"ok": value}``), plus ``final_result``, every step's
+output, the order steps finished in, and the full Workflow status. As in Cerebelum, a
+failed workflow raises ``ExecutionError`` (``raise_on_failure=False`` returns it instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.status import (
+    StepError,
+    StepPhase,
+    Transition,
+    WorkflowPhase,
+    WorkflowStatus,
+)
+from cerebelum.engine import ActionCall, ActionResult, ApprovalDecision, WorkflowMeta, reconcile
+from cerebelum.engine.machine import HISTORY_LIMIT
+from cerebelum.sdk.context import Context
+from cerebelum.sdk.helpers import CLOCK
+from cerebelum.sdk.results import ApprovalMarker, SleepMarker
+from cerebelum.sdk.steps import StepDef
+from cerebelum.sdk.workflow import reference
+
+if TYPE_CHECKING:
+    from cerebelum.sdk.workflow import WorkflowDef
+
+#: Where the virtual clock starts unless ``start=`` says otherwise.
+EPOCH = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+#: A guard against a workflow that never settles (each pass is one engine reconciliation).
+MAX_PASSES = 100_000
+
+#: A scripted decision: True/False, a dict {"approve": bool, "data":, "reason":, "by":}, or
+#: a function of (step, request) giving one of those (None: no decision yet). Without any
+#: script the run stops at the first approval (status "waiting_for_approval"); with one, a
+#: step it never decides waits on the virtual clock until its timeout, if it has one.
+Decision = bool | Mapping[str, Any] | None
+Approvals = Mapping[str, Decision] | Callable[[str, Mapping[str, Any]], Decision]
+
+
+class ExecutionError(Exception):
+    """The workflow failed (Cerebelum raises this from ``execute``); ``result`` has it all."""
+
+    def __init__(self, message: str, result: ExecutionResult) -> None:
+        super().__init__(message)
+        self.result = result
+        self.step_name = result.failed_step
+        self.error = result.error
+
+
+@dataclass
+class ExecutionResult:
+    """A local run's outcome, Cerebelum's fields first."""
+
+    execution_id: str
+    #: completed | failed | cancelled | waiting_for_approval (no scripted decision)
+    status: str
+    #: Cerebelum's: the last finished step's result envelope, ``{"ok": value}``.
+    output: Any = None
+    error: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    #: The last finished step's value, unwrapped (Cerebelum's README calls it so).
+    final_result: Any = None
+    #: Every step's output, by name (steps that did not succeed have none).
+    outputs: dict[str, Any] = field(default_factory=dict)
+    #: Steps in the order they finished (skipped ones left out; a loop lists one each time).
+    steps_run: list[str] = field(default_factory=list)
+    failed_step: str | None = None
+    #: Steps waiting for a decision when the run stopped.
+    waiting_for: list[str] = field(default_factory=list)
+    #: The Workflow status the operator would have written (its history: the last 100).
+    workflow_status: WorkflowStatus | None = None
+    #: Every transition of the run, oldest first.
+    history: list[Transition] = field(default_factory=list)
+
+
+class VirtualClock:
+    """Time that moves only when told: the engine's deadlines and the helpers' waits."""
+
+    def __init__(self, start: datetime.datetime) -> None:
+        self.start = start
+        self.now = start
+
+    def monotonic(self) -> float:
+        return (self.now - self.start).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += datetime.timedelta(seconds=max(0.0, seconds))
+
+
+@dataclass
+class _Held:
+    """A finished attempt whose result the runner holds back: a pause after the step."""
+
+    result: ActionResult
+    until: datetime.datetime | None = None  # a sleep: deliver then
+    approval: ApprovalMarker | None = None  # an approval: deliver when decided
+    requested_at: datetime.datetime | None = None
+
+
+class LocalRun:
+    def __init__(
+        self,
+        wf: WorkflowDef,
+        inputs: Mapping[str, Any],
+        *,
+        approvals: Approvals | None = None,
+        start: datetime.datetime | None = None,
+        namespace: str = "local",
+        digitalocean_endpoint: str = "https://api.digitalocean.com",
+    ) -> None:
+        manifest_spec = wf._spec(dict(inputs), importable=False)
+        self.wf = wf
+        self.spec = WorkflowSpec.model_validate(manifest_spec)
+        self.inputs = dict(manifest_spec.get("inputs") or {})
+        self.by_function = {reference(s): s for s in wf.steps if s.fn is not None}
+        self.approvals = approvals
+        self.clock = VirtualClock(start or EPOCH)
+        self.execution_id = str(uuid.uuid4())
+        self.meta = WorkflowMeta(name=wf.resource_name, namespace=namespace, uid=self.execution_id)
+        self.namespace = namespace
+        self.digitalocean_endpoint = digitalocean_endpoint
+        self.status: WorkflowStatus | None = None
+        self.held: dict[str, _Held] = {}
+        self.finished_order: list[str] = []
+        self.history: list[Transition] = []
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> ExecutionResult:
+        results: list[ActionResult] = []
+        decisions: list[ApprovalDecision] = []
+        for _ in range(MAX_PASSES):
+            if self.status is not None:  # each pass's transitions are then all new ones
+                self.status.history = []
+            out = reconcile(
+                self.spec,
+                self.status,
+                self.meta,
+                self.clock.now,
+                decisions=tuple(decisions),
+                results=tuple(results),
+                in_flight=frozenset(self.held),
+            )
+            self.status = out.status
+            self._note(self.status.history or [])
+            for name in out.cancel:
+                self.held.pop(name, None)
+            results = list(await asyncio.gather(*(self._run(c) for c in out.actions)))
+            results = [r for r in results if not self._hold(r)]
+            decisions = self._decide()
+            results += self._release_decided()
+            if results or decisions:
+                continue
+            if self.status.phase.finished or (self.approvals is None and self._waiting()):
+                return self._result()  # without a script, nobody can answer: stop and say so
+            due = [d for d in (_due(h) for h in self.held.values()) if d is not None]
+            if out.wake_at is not None:
+                due.append(out.wake_at)
+            if not due:
+                return self._result()  # waits on a person with no scripted decision
+            self.clock.now = max(self.clock.now, min(due))
+            results = self._release_due()
+        raise RuntimeError(f"workflow {self.wf.name} did not settle in {MAX_PASSES} passes")
+
+    # -- running attempts ------------------------------------------------------------------
+
+    async def _run(self, call: ActionCall) -> ActionResult:
+        if call.kind == "python":
+            return await self._run_python(call)
+        assert self.status is not None
+        step_status = self.status.steps.get(call.step)
+        approval = step_status.approval.to_wire() if step_status and step_status.approval else None
+        context = ActionContext(
+            self.namespace,
+            self.meta.name,
+            self.meta.uid,
+            call.step,
+            call.visit,
+            call.attempt,
+            call.idempotency_key,
+            digitalocean_endpoint=self.digitalocean_endpoint,
+            inputs=self.inputs,
+            approval=approval,
+            timeout=call.timeout,
+        )
+        return await execute(REGISTRY[call.kind], call, context)
+
+    async def _run_python(self, call: ActionCall) -> ActionResult:
+        from cerebelum.worker.runner import run_step
+
+        assert self.status is not None
+        stepdef: StepDef | None = self.by_function.get(str(call.params.get("function")))
+        if stepdef is None:  # the spec names a function of this workflow: cannot happen
+            raise RuntimeError(f"no step function {call.params.get('function')}")
+        step_status = self.status.steps.get(call.step)
+        approval = step_status.approval.to_wire() if step_status and step_status.approval else None
+        context = Context(
+            workflow_name=self.wf.name,
+            step_name=call.step,
+            inputs=self.inputs,
+            attempt=call.attempt,
+            visit=call.visit,
+            namespace=self.namespace,
+            idempotency_key=call.idempotency_key,
+            approval=approval,
+            deadline=self.clock.now + call.timeout if call.timeout else None,
+            execution_id=self.execution_id,
+        )
+        token = CLOCK.set(self.clock)
+        try:
+            timeout = call.timeout.total_seconds() if call.timeout else None
+            done = await run_step(
+                stepdef,
+                context,
+                call.params.get("arguments") or {},
+                list(call.params.get("checks") or []),
+                timeout,
+            )
+        finally:
+            CLOCK.reset(token)
+        result = ActionResult(
+            step=call.step,
+            visit=call.visit,
+            attempt=call.attempt,
+            ok=done.ok,
+            output=done.value,
+            error=done.error,
+            checks=done.checks,
+        )
+        if isinstance(done.pause, SleepMarker):
+            until = self.clock.now + datetime.timedelta(milliseconds=done.pause.duration_ms)
+            self.held[call.step] = _Held(result, until=until)
+        elif isinstance(done.pause, ApprovalMarker):
+            self.held[call.step] = _Held(result, approval=done.pause, requested_at=self.clock.now)
+        return result
+
+    def _hold(self, result: ActionResult) -> bool:
+        held = self.held.get(result.step)
+        return held is not None and held.result is result
+
+    # -- pauses after a step (in-step sleep and approval) ---------------------------------
+
+    def _release_due(self) -> list[ActionResult]:
+        out = []
+        for name, held in list(self.held.items()):
+            if held.until is not None and held.until <= self.clock.now:
+                out.append(self.held.pop(name).result)
+            elif held.approval is not None and held.requested_at is not None:
+                limit = _limit(held.approval)
+                if limit is not None and held.requested_at + limit <= self.clock.now:
+                    self.held.pop(name)
+                    out.append(_failed(held.result, "ApprovalTimeout", "no decision in time"))
+        return out
+
+    def _release_decided(self) -> list[ActionResult]:
+        out = []
+        for name, held in list(self.held.items()):
+            if held.approval is None:
+                continue
+            request = {"type": held.approval.approval_type, "data": held.approval.data}
+            decision = self._decision(name, request)
+            if decision is None:
+                continue
+            self.held.pop(name)
+            approve, _, reason, _ = decision
+            if approve:
+                out.append(held.result)
+            else:
+                out.append(_failed(held.result, "Rejected", reason or "rejected"))
+        return out
+
+    # -- approvals the engine waits for ------------------------------------------------------
+
+    def _waiting(self) -> list[str]:
+        assert self.status is not None
+        engine = [
+            n for n, s in self.status.steps.items() if s.phase == StepPhase.WAITING_FOR_APPROVAL
+        ]
+        return engine + [n for n, h in self.held.items() if h.approval is not None]
+
+    def _decide(self) -> list[ApprovalDecision]:
+        assert self.status is not None
+        decisions = []
+        for name, s in self.status.steps.items():
+            if s.phase != StepPhase.WAITING_FOR_APPROVAL:
+                continue
+            request = s.approval.to_wire() if s.approval else {}
+            decision = self._decision(name, request)
+            if decision is not None:
+                approve, data, reason, by = decision
+                decisions.append(
+                    ApprovalDecision(
+                        step=name, approve=approve, data=data, reason=reason, decided_by=by
+                    )
+                )
+        return decisions
+
+    def _decision(
+        self, step: str, request: Mapping[str, Any]
+    ) -> tuple[bool, Any, str | None, str | None] | None:
+        script = self.approvals
+        if script is None:
+            return None
+        raw = script(step, request) if callable(script) else script.get(step)
+        if raw is None:
+            return None
+        if isinstance(raw, bool):
+            return raw, None, None, "local"
+        if isinstance(raw, Mapping):
+            return (
+                bool(raw.get("approve", True)),
+                raw.get("data"),
+                raw.get("reason"),
+                raw.get("by", "local"),
+            )
+        raise TypeError(f"approvals[{step!r}] must be True/False or a dict, not {raw!r}")
+
+    # -- the result ------------------------------------------------------------------------
+
+    def _note(self, transitions: list[Transition]) -> None:
+        """Keep the whole history (status keeps the last 100) and the order steps finished."""
+        self.history += transitions
+        for t in transitions:
+            if t.step is not None and t.phase in (StepPhase.SUCCEEDED, StepPhase.FAILED):
+                self.finished_order.append(t.step)
+
+    def _result(self) -> ExecutionResult:
+        st = self.status
+        assert st is not None
+        outputs = {n: s.output for n, s in st.steps.items() if s.phase == StepPhase.SUCCEEDED}
+        done = [n for n in self.finished_order if st.steps[n].phase == StepPhase.SUCCEEDED]
+        last = done[-1] if done else None
+        final = outputs.get(last) if last else None
+        failed = next(
+            (n for n in reversed(self.finished_order) if st.steps[n].phase == StepPhase.FAILED),
+            None,
+        )
+        status = {
+            WorkflowPhase.SUCCEEDED: "completed",
+            WorkflowPhase.FAILED: "failed",
+            WorkflowPhase.CANCELLED: "cancelled",
+        }.get(st.phase, "waiting_for_approval")
+        error = None
+        if st.phase == WorkflowPhase.FAILED:
+            error = st.message
+        return ExecutionResult(
+            execution_id=self.execution_id,
+            status=status,
+            output={"ok": final} if last else None,
+            error=error,
+            started_at=st.started_at,
+            completed_at=st.finished_at,
+            final_result=final,
+            outputs=outputs,
+            steps_run=list(self.finished_order),
+            failed_step=failed,
+            waiting_for=self._waiting() if not st.phase.finished else [],
+            workflow_status=st.model_copy(update={"history": self.history[-HISTORY_LIMIT:]}),
+            history=list(self.history),
+        )
+
+
+def _due(held: _Held) -> datetime.datetime | None:
+    """When a held result must be released: its sleep's end, or its approval's timeout."""
+    if held.until is not None:
+        return held.until
+    limit = _limit(held.approval)
+    if limit is None or held.requested_at is None:
+        return None
+    return held.requested_at + limit
+
+
+def _limit(marker: ApprovalMarker | None) -> datetime.timedelta | None:
+    if marker is None or marker.timeout_ms is None:
+        return None
+    return datetime.timedelta(milliseconds=marker.timeout_ms)
+
+
+def _failed(result: ActionResult, error_class: str, message: str) -> ActionResult:
+    return ActionResult(
+        step=result.step,
+        visit=result.visit,
+        attempt=result.attempt,
+        ok=False,
+        error=StepError(error_class=error_class, message=message, retryable=False),
+    )
+
+
+async def run(
+    wf: WorkflowDef,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    approvals: Approvals | None = None,
+    start: datetime.datetime | None = None,
+    raise_on_failure: bool = True,
+    digitalocean_endpoint: str = "https://api.digitalocean.com",
+) -> ExecutionResult:
+    """Run ``wf`` to its end (or to an approval nobody scripted) on a virtual clock."""
+    result = await LocalRun(
+        wf,
+        inputs or {},
+        approvals=approvals,
+        start=start,
+        digitalocean_endpoint=digitalocean_endpoint,
+    ).run()
+    if raise_on_failure and result.status == "failed":
+        where = f"step '{result.failed_step}' " if result.failed_step else ""
+        raise ExecutionError(f"workflow {wf.name} failed: {where}{result.error}", result)
+    return result
+
+
+class Execution:
+    """What ``wf.execute(...)`` returns: awaitable (``await wf.execute(...)``, as Cerebelum's
+    examples do), or, outside an event loop, usable at once (``wf.execute(...).final_result``,
+    as Cerebelum's README does): it runs on first use."""
+
+    def __init__(self, wf: WorkflowDef, inputs: Mapping[str, Any], options: dict[str, Any]) -> None:
+        executor = options.pop("executor", None)
+        if options.pop("distributed", False):
+            raise ValueError(
+                "execute(distributed=True): there is no Cerebelum Core here; the cluster is the "
+                f"engine: `cerebelum apply MODULE:{wf.definition_func.__name__}` and run "
+                "`cerebelum worker` for its Python steps"
+            )
+        for unused in ("max_reconnect_attempts", "reconnect_max_delay"):
+            options.pop(unused, None)
+        self._wf = wf
+        self._inputs = inputs
+        self._options = options
+        self._executor = executor
+        self._result: ExecutionResult | None = None
+
+    async def _go(self) -> Any:
+        if self._executor is not None:
+            return await self._executor.execute(self._wf, dict(self._inputs))
+        return await run(self._wf, self._inputs, **self._options)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._go().__await__()
+
+    def result(self) -> ExecutionResult:
+        if self._result is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                self._result = asyncio.run(self._go())
+            else:
+                raise RuntimeError(
+                    "wf.execute(...) inside a running event loop must be awaited: "
+                    "result = await wf.execute(...)"
+                ) from None
+        return self._result
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.result(), name)
+
+
+class DSLLocalExecutor:
+    """Cerebelum's local executor: ``await DSLLocalExecutor().execute(wf, inputs)``."""
+
+    async def execute(self, workflow: Any, input_data: Mapping[str, Any]) -> ExecutionResult:
+        from cerebelum.sdk.workflow import WorkflowDef
+
+        if not isinstance(workflow, WorkflowDef):
+            raise TypeError(f"DSLLocalExecutor.execute takes a @workflow, not {workflow!r}")
+        return await run(workflow, input_data)
