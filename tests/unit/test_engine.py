@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from cerebelum.api.status import StepError, StepPhase
-from cerebelum.engine import ActionResult, WorkflowMeta
+from cerebelum.engine import ActionResult, Pause, WorkflowMeta
 from cerebelum.engine.machine import OUTPUT_LIMIT_BYTES
 from tests.unit.engine_driver import T0, Driver, seconds_after_t0
 
@@ -566,6 +568,73 @@ def test_an_end_rule_cancels_a_parallel_step_still_running() -> None:
     out = d.complete("quick")
     assert d.phase == "Succeeded" and d.step_phase("slow") == StepPhase.CANCELLED
     assert "slow" in out.cancel
+
+
+# -- in-step waits: the action ends, the step waits, then succeeds with the output ------
+
+PYTHON_CHAIN = {
+    "steps": [
+        {"name": "ask", "python": {"function": "m:ask"}},
+        {"name": "after", "noop": {"with": {"got": "${{ steps.ask.output }}"}}},
+    ]
+}
+
+
+def test_an_in_step_sleep_pauses_the_step_then_it_succeeds_with_its_output() -> None:
+    d = Driver(PYTHON_CHAIN, defer=True)
+    d.tick()
+    d.complete("ask", output={"n": 1}, pause=Pause(sleep=datetime.timedelta(hours=6)))
+    s = d.step("ask")
+    assert (s.phase, s.paused, seconds_after_t0(s.sleep_until)) == ("Sleeping", "Sleep", 21600)
+    assert d.phase == "Sleeping" and "after" not in d.in_flight
+    out = d.at(21599)
+    assert d.step("ask").phase == "Sleeping" and out.wake_at is not None
+    d.at(21600)
+    d.complete("after", output={"got": {"n": 1}})
+    assert d.phase == "Succeeded" and d.step("ask").output == {"n": 1}
+    assert d.step("ask").paused is None
+
+
+@pytest.mark.parametrize(
+    ("decide", "phase", "error"),
+    [
+        (lambda d: d.approve("ask", data={"ok": 1}), "Succeeded", None),
+        (lambda d: d.approve("ask", approve=False, reason="no"), "Failed", "Rejected"),
+        (lambda d: d.at(3600), "Failed", "ApprovalTimeout"),
+    ],
+)
+def test_an_in_step_approval_waits_for_a_decision_or_its_timeout(
+    decide: object, phase: str, error: str | None
+) -> None:
+    d = Driver(PYTHON_CHAIN, defer=True)
+    d.tick()
+    pause = Pause(approval=True, approval_timeout=datetime.timedelta(hours=1))
+    d.complete("ask", output={"doc": 7}, pause=pause)
+    s = d.step("ask")
+    assert (s.phase, s.paused, seconds_after_t0(s.approval.deadline)) == (
+        "WaitingForApproval",
+        "Approval",
+        3600,
+    )
+    decide(d)  # type: ignore[operator]
+    if phase == "Succeeded":
+        assert d.step("ask").phase == "Succeeded" and d.step("ask").output == {"doc": 7}
+        d.complete("after", output={})
+    assert d.phase == phase
+    assert (d.step("ask").error.error_class if d.step("ask").error else None) == error
+
+
+def test_a_paused_step_edited_out_of_its_wait_loses_the_pause() -> None:
+    d = Driver(PYTHON_CHAIN, defer=True)
+    d.tick()
+    d.complete("ask", output={}, pause=Pause(sleep=datetime.timedelta(hours=1)))
+
+    def edit(wire: dict[str, object]) -> None:
+        wire["steps"]["ask"]["sleepUntil"] = None  # type: ignore[index]
+
+    assert d.edit_status(edit) == ["step ask sleeps after its action with no end: it wakes now"]
+    d.tick()
+    assert d.step("ask").phase == "Succeeded"
 
 
 def test_the_visit_cap_stops_a_runaway_loop() -> None:

@@ -190,6 +190,8 @@ _GARBAGE = st.one_of(
             "Polling",
             "Retrying",
             "Bogus",
+            "Sleep",
+            "Approval",
         ]
     ),
     st.lists(st.integers(), max_size=2),
@@ -210,6 +212,7 @@ _STEP_FIELDS = [
     "output",
     "error",
     "checks",
+    "paused",
 ]
 _WORKFLOW_FIELDS = [
     "phase",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cerebelum.api.status import StepError
-from cerebelum.engine.types import ActionCall, ActionResult
+from cerebelum.engine.types import ActionCall, ActionResult, Pause
 
 if TYPE_CHECKING:
     from cerebelum.actions.secrets import SecretSource
@@ -86,7 +86,9 @@ class CheckedOutput:
     """An output together with conditions evaluated on it elsewhere (by a worker)."""
 
     value: Any
-    checks: dict[str, bool]
+    checks: dict[str, bool] | None = None
+    #: The step asked the workflow to wait after it (a Python step's in-step wait).
+    pause: Pause | None = None
 
 
 class Action(Protocol):
@@ -199,8 +201,9 @@ async def _attempt(
         )
         return failed(error), "".join(traceback.format_exception(exc))
     checks = None
+    pause = None
     if isinstance(output, CheckedOutput):
-        output, checks = output.value, output.checks
+        output, checks, pause = output.value, output.checks, output.pause
     return ActionResult(
         step=call.step,
         visit=call.visit,
@@ -208,4 +211,5 @@ async def _attempt(
         ok=True,
         output=output,
         checks=checks,
+        pause=pause,
     ), None

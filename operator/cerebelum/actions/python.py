@@ -30,8 +30,10 @@ from cerebelum.api.steprun import (
     LABEL_WORKFLOW,
     STEPRUN_KIND,
     STEPRUN_PLURAL,
+    StepRunPause,
     StepRunPhase,
 )
+from cerebelum.engine.types import Pause
 
 logger = logging.getLogger("cerebelum.actions")
 
@@ -127,13 +129,37 @@ def outcome(body: dict[str, Any]) -> Any:
     if status.get("phase") == StepRunPhase.SUCCEEDED:
         value = (status.get("result") or {}).get("ok")
         checks = status.get("checks")
-        return CheckedOutput(value, dict(checks)) if checks else value
+        pause = pause_from_wire(status.get("pause"))
+        if checks or pause:
+            return CheckedOutput(value, dict(checks) if checks else None, pause)
+        return value
     error = status.get("error") or {}
     raise ActionError(
         error.get("errorClass") or "Error",
         error.get("message") or "the function failed",
         retryable=bool(error.get("retryable", True)),
     )
+
+
+def pause_from_wire(raw: Any) -> Pause | None:
+    """The in-step wait a worker wrote with the result (validated: a worker is not trusted
+    to write sane numbers)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        request = StepRunPause.model_validate(raw)
+    except ValueError:
+        return None
+    if request.approval_type is not None:
+        timeout = request.approval_timeout_ms
+        return Pause(
+            approval=True,
+            approval_type=request.approval_type,
+            approval_timeout=None if timeout is None else datetime.timedelta(milliseconds=timeout),
+        )
+    if request.sleep_ms is not None:
+        return Pause(sleep=datetime.timedelta(milliseconds=request.sleep_ms))
+    return None
 
 
 async def _look(custom: Any, hub: StepRunResults, namespace: str, name: str) -> dict[str, Any]:

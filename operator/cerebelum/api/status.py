@@ -58,6 +58,14 @@ class StepPhase(StrEnum):
         return self in (StepPhase.SUCCEEDED, StepPhase.SKIPPED)
 
 
+class PauseKind(StrEnum):
+    """How a step's own code asked the workflow to wait after it (Cerebelum's in-step
+    ``await sleep(...)`` / ``await wait_for_approval(...)``)."""
+
+    SLEEP = "Sleep"
+    APPROVAL = "Approval"
+
+
 class StepError(ApiModel):
     """Why a step (or one attempt of it) failed."""
 
@@ -109,6 +117,13 @@ class StepStatus(ApiModel):
         default=None, description="When polling started (for poll.timeout)."
     )
     sleep_until: str | None = Field(default=None, description="When the sleep ends.")
+    paused: PauseKind | None = Field(
+        default=None,
+        description=(
+            "The action finished and asked to wait (an in-step sleep or wait_for_approval): "
+            "the step succeeds with its output when the wait ends."
+        ),
+    )
     idempotency_key: str | None = Field(
         default=None, description="Key given to the action; the same for every attempt of a visit."
     )

@@ -73,6 +73,28 @@ class StepRunPhase(StrEnum):
         return self in (StepRunPhase.SUCCEEDED, StepRunPhase.FAILED)
 
 
+#: Longest in-step wait, in milliseconds: the same year as any duration of a spec.
+MAX_PAUSE_MS = 366 * 86400 * 1000
+
+
+class StepRunPause(ApiModel):
+    """The function ended with ``await sleep(...)`` or ``await wait_for_approval(...)``: its
+    result is the wait's data, and the workflow waits before the step counts as done."""
+
+    sleep_ms: int | None = Field(
+        default=None, ge=0, le=MAX_PAUSE_MS, description="Sleep this long after the step."
+    )
+    approval_type: str | None = Field(
+        default=None, max_length=63, description="Wait for a human decision (its type)."
+    )
+    approval_timeout_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PAUSE_MS,
+        description="Fail the step if nobody decides within this long.",
+    )
+
+
 class StepRunStatus(ApiModel):
     """Written by the worker that holds the claim."""
 
@@ -102,5 +124,8 @@ class StepRunStatus(ApiModel):
     error: StepError | None = Field(default=None, description="The error, when it failed.")
     checks: dict[str, bool] | None = Field(
         default=None, description="Values of the Python conditions on the output."
+    )
+    pause: StepRunPause | None = Field(
+        default=None, description="The step asked the workflow to wait after it."
     )
     message: str | None = Field(default=None, description="Human-readable detail.")

@@ -7,6 +7,7 @@ from cerebelum.engine.types import (
     ApprovalDecision,
     EventRecord,
     Outcome,
+    Pause,
     WorkflowMeta,
 )
 
@@ -16,6 +17,7 @@ __all__ = [
     "ApprovalDecision",
     "EventRecord",
     "Outcome",
+    "Pause",
     "WorkflowMeta",
     "reconcile",
 ]

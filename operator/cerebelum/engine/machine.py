@@ -21,6 +21,7 @@ from cerebelum.api.spec import Step, WorkflowSpec
 from cerebelum.api.status import (
     ApprovalStatus,
     Condition,
+    PauseKind,
     StepError,
     StepPhase,
     StepStatus,
@@ -37,6 +38,7 @@ from cerebelum.engine.types import (
     ApprovalDecision,
     EventRecord,
     Outcome,
+    Pause,
     WorkflowMeta,
 )
 from cerebelum.expressions import ExpressionError, evaluate_bool, interpolate
@@ -287,7 +289,7 @@ class _Run:
         s.error = None
         s.checks = dict(result.checks) if result.checks else None
         if step.poll is None:
-            self._succeed(step, result.output)
+            self._done(step, result.output, result.pause)
             return
         try:
             met = evaluate_bool(
@@ -301,7 +303,7 @@ class _Run:
             self._fail_step(step, StepError(error_class="ExpressionError", message=str(exc)))
             return
         if met:
-            self._succeed(step, result.output)
+            self._done(step, result.output, result.pause)
         else:
             self._poll_again(step)
 
@@ -333,7 +335,10 @@ class _Run:
             approval.decision = "Approved"
             approval.data = decision.data
             self._event("Normal", "Approved", f"step {step.name} approved{by}{why}")
-            self._after_approval(step, decision.data)
+            if s.paused == PauseKind.APPROVAL:
+                self._unpause(step)
+            else:
+                self._after_approval(step, decision.data)
             return
         approval.decision = "Rejected"
         self._event("Warning", "Rejected", f"step {step.name} rejected{by}{why}")
@@ -366,9 +371,15 @@ class _Run:
             step = self.spec.step(name)
             if s.phase == StepPhase.SLEEPING:
                 self._event("Normal", "Woke", f"step {name} finished sleeping")
-                self._open_gate(step)
+                if s.paused == PauseKind.SLEEP:
+                    self._unpause(step)
+                else:
+                    self._open_gate(step)
             elif s.phase == StepPhase.WAITING_FOR_APPROVAL:
-                self._approval_timed_out(step)
+                if s.paused == PauseKind.APPROVAL:
+                    self._pause_timed_out(step)
+                else:
+                    self._approval_timed_out(step)
             elif s.phase == StepPhase.POLLING and self._poll_out_of_time(step):
                 self._poll_exhausted(step)
             else:
@@ -644,6 +655,57 @@ class _Run:
             self._fail_step(step, error)
 
     # -- step endings and routing --------------------------------------------------------
+
+    def _done(self, step: Step, output: Any, pause: Pause | None) -> None:
+        """The action is done: the step succeeds, or first waits as its code asked."""
+        if pause is None:
+            self._succeed(step, output)
+            return
+        s = self._s(step.name)
+        s.next_attempt_at = None
+        if pause.approval:
+            deadline = self.now + pause.approval_timeout if pause.approval_timeout else None
+            s.paused = PauseKind.APPROVAL
+            s.approval = ApprovalStatus(
+                requested_at=self.stamp,
+                deadline=format_time(deadline) if deadline else None,
+                message=f"the step asked for {pause.approval_type} approval",
+            )
+            self._step_phase(
+                step.name, StepPhase.WAITING_FOR_APPROVAL, "ApprovalRequested", s.approval.message
+            )
+            self._event(
+                "Normal",
+                "ApprovalRequested",
+                f"step {step.name} waits for approval: kubectl annotate workflow {self.meta.name} "
+                f"cerebelum.io/approve={step.name}",
+            )
+            return
+        until = self.now + (pause.sleep or datetime.timedelta(0))
+        if until <= self.now:
+            self._succeed(step, output)
+            return
+        s.paused = PauseKind.SLEEP
+        s.sleep_until = format_time(until)
+        message = f"the step asked to sleep until {s.sleep_until}"
+        self._step_phase(step.name, StepPhase.SLEEPING, "Sleeping", message)
+        self._event("Normal", "Sleeping", f"step {step.name} sleeps until {s.sleep_until}")
+
+    def _unpause(self, step: Step) -> None:
+        s = self._s(step.name)
+        s.paused = None
+        s.sleep_until = None
+        self._succeed(step, s.output)
+
+    def _pause_timed_out(self, step: Step) -> None:
+        s = self._s(step.name)
+        assert s.approval is not None
+        s.approval.decision = "TimedOut"
+        s.approval.decided_at = self.stamp
+        s.paused = None
+        message = f"no decision by {s.approval.deadline}"
+        self._event("Warning", "ApprovalTimedOut", f"step {step.name}: {message}")
+        self._fail_step(step, StepError(error_class="ApprovalTimeout", message=message))
 
     def _succeed(self, step: Step, output: Any) -> None:
         s = self._s(step.name)

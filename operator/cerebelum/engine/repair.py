@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from cerebelum.api.durations import format_time, parse_duration, parse_time
 from cerebelum.api.spec import Step, WorkflowSpec
-from cerebelum.api.status import StepPhase, StepStatus, WorkflowPhase, WorkflowStatus
+from cerebelum.api.status import PauseKind, StepPhase, StepStatus, WorkflowPhase, WorkflowStatus
 
 #: Validation errors dropped one field at a time before giving up on the stored status.
 _MAX_DROPS = 50
@@ -155,7 +155,13 @@ def _repair_step_phases(
         if s.phase in _ACTION_PHASES and step.action_kind() is None:
             problems.append(f"{where} is {s.phase} but has no action: its visit starts again")
             _restart(s)
-        elif s.phase == StepPhase.WAITING_FOR_APPROVAL and step.approval is None:
+        elif s.paused is not None and s.phase not in _PAUSED_PHASES[s.paused]:
+            problems.append(f"{where} is {s.phase}, not paused: its pause ({s.paused}) is dropped")
+            s.paused = None
+        elif s.paused == PauseKind.SLEEP and not s.sleep_until:
+            s.sleep_until = format_time(now)
+            problems.append(f"{where} sleeps after its action with no end: it wakes now")
+        elif s.phase == StepPhase.WAITING_FOR_APPROVAL and step.approval is None and not s.paused:
             problems.append(
                 f"{where} waits for approval but has no approval: its visit starts again"
             )
@@ -174,6 +180,12 @@ def _repair_step_phases(
         if s.phase != StepPhase.PENDING and s.phase != StepPhase.SKIPPED and s.visits < 1:
             s.visits = 1
     return problems
+
+
+_PAUSED_PHASES = {
+    PauseKind.SLEEP: (StepPhase.SLEEPING,),
+    PauseKind.APPROVAL: (StepPhase.WAITING_FOR_APPROVAL,),
+}
 
 
 def _sleep_end(step: Step, s: StepStatus) -> datetime.datetime | None:

@@ -55,6 +55,17 @@ class ActionCall:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """A finished attempt asks the workflow to wait before the step counts as done: a sleep,
+    or a human decision (with an optional time limit)."""
+
+    sleep: datetime.timedelta | None = None
+    approval: bool = False
+    approval_timeout: datetime.timedelta | None = None
+    approval_type: str = "manual"
+
+
+@dataclass(frozen=True)
 class ActionResult:
     """The outcome of one attempt, fed back to the engine."""
 
@@ -68,6 +79,8 @@ class ActionResult:
     retry_after: datetime.timedelta | None = None
     #: Python conditions a worker evaluated on the output (read as ``checks`` in CEL).
     checks: dict[str, bool] | None = None
+    #: Wait after this attempt before the step succeeds (in-step sleep or approval).
+    pause: Pause | None = None
 
 
 @dataclass(frozen=True)

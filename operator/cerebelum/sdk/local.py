@@ -7,7 +7,8 @@ through the operator's action code (an http step makes a real request). Time is 
 when nothing is running, the clock jumps to the engine's next deadline, so a week of
 sleeps, polls and retry backoff passes in milliseconds. Approvals are scripted with
 ``approvals=``, and in-step ``await sleep(...)``/``await wait_for_approval(...)`` pause the
-workflow after their step, as Cerebelum Core does.
+workflow after their step, as Cerebelum Core does, through the same StepRun result and
+engine path as on the operator.
 
 The result is shaped like Cerebelum's ``ExecutionResult`` (``execution_id``, ``status``,
 ``output`` as the last step's ``{"ok": value}``), plus ``final_result``, every step's
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from cerebelum.actions import REGISTRY, ActionContext, execute
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import (
-    StepError,
     StepPhase,
     Transition,
     WorkflowPhase,
@@ -37,7 +37,6 @@ from cerebelum.engine import ActionCall, ActionResult, ApprovalDecision, Workflo
 from cerebelum.engine.machine import HISTORY_LIMIT
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.helpers import CLOCK
-from cerebelum.sdk.results import ApprovalMarker, SleepMarker
 from cerebelum.sdk.steps import StepDef
 from cerebelum.sdk.workflow import reference
 
@@ -108,16 +107,6 @@ class VirtualClock:
         self.now += datetime.timedelta(seconds=max(0.0, seconds))
 
 
-@dataclass
-class _Held:
-    """A finished attempt whose result the runner holds back: a pause after the step."""
-
-    result: ActionResult
-    until: datetime.datetime | None = None  # a sleep: deliver then
-    approval: ApprovalMarker | None = None  # an approval: deliver when decided
-    requested_at: datetime.datetime | None = None
-
-
 class LocalRun:
     def __init__(
         self,
@@ -141,7 +130,6 @@ class LocalRun:
         self.namespace = namespace
         self.digitalocean_endpoint = digitalocean_endpoint
         self.status: WorkflowStatus | None = None
-        self.held: dict[str, _Held] = {}
         self.finished_order: list[str] = []
         self.history: list[Transition] = []
 
@@ -160,27 +148,19 @@ class LocalRun:
                 self.clock.now,
                 decisions=tuple(decisions),
                 results=tuple(results),
-                in_flight=frozenset(self.held),
+                in_flight=frozenset(),
             )
             self.status = out.status
             self._note(self.status.history or [])
-            for name in out.cancel:
-                self.held.pop(name, None)
             results = list(await asyncio.gather(*(self._run(c) for c in out.actions)))
-            results = [r for r in results if not self._hold(r)]
             decisions = self._decide()
-            results += self._release_decided()
             if results or decisions:
                 continue
             if self.status.phase.finished or (self.approvals is None and self._waiting()):
                 return self._result()  # without a script, nobody can answer: stop and say so
-            due = [d for d in (_due(h) for h in self.held.values()) if d is not None]
-            if out.wake_at is not None:
-                due.append(out.wake_at)
-            if not due:
+            if out.wake_at is None:
                 return self._result()  # waits on a person with no scripted decision
-            self.clock.now = max(self.clock.now, min(due))
-            results = self._release_due()
+            self.clock.now = max(self.clock.now, out.wake_at)
         raise RuntimeError(f"workflow {self.wf.name} did not settle in {MAX_PASSES} passes")
 
     # -- running attempts ------------------------------------------------------------------
@@ -207,7 +187,8 @@ class LocalRun:
         return await execute(REGISTRY[call.kind], call, context)
 
     async def _run_python(self, call: ActionCall) -> ActionResult:
-        from cerebelum.worker.runner import run_step
+        from cerebelum.actions.python import pause_from_wire
+        from cerebelum.worker.runner import pause_request, run_step
 
         assert self.status is not None
         stepdef: StepDef | None = self.by_function.get(str(call.params.get("function")))
@@ -239,7 +220,10 @@ class LocalRun:
             )
         finally:
             CLOCK.reset(token)
-        result = ActionResult(
+        # The in-step wait takes the operator's path: written as a StepRun's result would
+        # be, read back as the operator reads it, and carried out by the engine.
+        request = pause_request(done.pause)
+        return ActionResult(
             step=call.step,
             visit=call.visit,
             attempt=call.attempt,
@@ -247,57 +231,16 @@ class LocalRun:
             output=done.value,
             error=done.error,
             checks=done.checks,
+            pause=pause_from_wire(request.to_wire()) if request else None,
         )
-        if isinstance(done.pause, SleepMarker):
-            until = self.clock.now + datetime.timedelta(milliseconds=done.pause.duration_ms)
-            self.held[call.step] = _Held(result, until=until)
-        elif isinstance(done.pause, ApprovalMarker):
-            self.held[call.step] = _Held(result, approval=done.pause, requested_at=self.clock.now)
-        return result
-
-    def _hold(self, result: ActionResult) -> bool:
-        held = self.held.get(result.step)
-        return held is not None and held.result is result
-
-    # -- pauses after a step (in-step sleep and approval) ---------------------------------
-
-    def _release_due(self) -> list[ActionResult]:
-        out = []
-        for name, held in list(self.held.items()):
-            if held.until is not None and held.until <= self.clock.now:
-                out.append(self.held.pop(name).result)
-            elif held.approval is not None and held.requested_at is not None:
-                limit = _limit(held.approval)
-                if limit is not None and held.requested_at + limit <= self.clock.now:
-                    self.held.pop(name)
-                    out.append(_failed(held.result, "ApprovalTimeout", "no decision in time"))
-        return out
-
-    def _release_decided(self) -> list[ActionResult]:
-        out = []
-        for name, held in list(self.held.items()):
-            if held.approval is None:
-                continue
-            request = {"type": held.approval.approval_type, "data": held.approval.data}
-            decision = self._decision(name, request)
-            if decision is None:
-                continue
-            self.held.pop(name)
-            approve, _, reason, _ = decision
-            if approve:
-                out.append(held.result)
-            else:
-                out.append(_failed(held.result, "Rejected", reason or "rejected"))
-        return out
 
     # -- approvals the engine waits for ------------------------------------------------------
 
     def _waiting(self) -> list[str]:
         assert self.status is not None
-        engine = [
+        return [
             n for n, s in self.status.steps.items() if s.phase == StepPhase.WAITING_FOR_APPROVAL
         ]
-        return engine + [n for n, h in self.held.items() if h.approval is not None]
 
     def _decide(self) -> list[ApprovalDecision]:
         assert self.status is not None
@@ -379,32 +322,6 @@ class LocalRun:
             workflow_status=st.model_copy(update={"history": self.history[-HISTORY_LIMIT:]}),
             history=list(self.history),
         )
-
-
-def _due(held: _Held) -> datetime.datetime | None:
-    """When a held result must be released: its sleep's end, or its approval's timeout."""
-    if held.until is not None:
-        return held.until
-    limit = _limit(held.approval)
-    if limit is None or held.requested_at is None:
-        return None
-    return held.requested_at + limit
-
-
-def _limit(marker: ApprovalMarker | None) -> datetime.timedelta | None:
-    if marker is None or marker.timeout_ms is None:
-        return None
-    return datetime.timedelta(milliseconds=marker.timeout_ms)
-
-
-def _failed(result: ActionResult, error_class: str, message: str) -> ActionResult:
-    return ActionResult(
-        step=result.step,
-        visit=result.visit,
-        attempt=result.attempt,
-        ok=False,
-        error=StepError(error_class=error_class, message=message, retryable=False),
-    )
 
 
 async def run(

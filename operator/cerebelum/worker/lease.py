@@ -18,7 +18,7 @@ import datetime
 
 from cerebelum.api.durations import format_time, parse_time
 from cerebelum.api.status import StepError
-from cerebelum.api.steprun import StepRunPhase, StepRunStatus
+from cerebelum.api.steprun import StepRunPause, StepRunPhase, StepRunStatus
 
 
 def lease_expiry(status: StepRunStatus) -> datetime.datetime | None:
@@ -75,10 +75,15 @@ def stale_result(status: StepRunStatus) -> bool:
 
 
 def succeeded(
-    status: StepRunStatus, value: object, checks: dict[str, bool] | None, now: datetime.datetime
+    status: StepRunStatus,
+    value: object,
+    checks: dict[str, bool] | None,
+    now: datetime.datetime,
+    pause: StepRunPause | None = None,
 ) -> StepRunStatus:
     return status.model_copy(
         update={
+            "pause": pause,
             "phase": StepRunPhase.SUCCEEDED,
             "lease_expires_at": None,
             "finished_at": format_time(now),

@@ -25,7 +25,7 @@ from cerebelum.api.steprun import LABEL_QUEUE, STEPRUN_PLURAL, StepRunSpec, Step
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.steps import StepDef
 from cerebelum.worker import lease
-from cerebelum.worker.runner import StepOutcome, call_step, in_daemon_thread, not_on_the_operator
+from cerebelum.worker.runner import StepOutcome, call_step, in_daemon_thread, pause_request
 
 logger = logging.getLogger("cerebelum.worker")
 
@@ -298,12 +298,12 @@ class Worker:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         now = _now()
-        if outcome.pause is not None:
-            outcome = not_on_the_operator(outcome.pause)
         for _ in range(_REPORT_TRIES):
             current = _status(holder.body)
             if outcome.ok:
-                final = lease.succeeded(current, outcome.value, outcome.checks, now)
+                final = lease.succeeded(
+                    current, outcome.value, outcome.checks, now, pause_request(outcome.pause)
+                )
             else:
                 assert outcome.error is not None
                 final = lease.failed(current, outcome.error, now)

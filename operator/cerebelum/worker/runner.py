@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cerebelum.api.status import StepError
+from cerebelum.api.steprun import MAX_PAUSE_MS, StepRunPause
 from cerebelum.sdk.context import Context
-from cerebelum.sdk.results import SleepMarker, WorkflowMarker, outcome
+from cerebelum.sdk.results import ApprovalMarker, SleepMarker, WorkflowMarker, outcome
 from cerebelum.sdk.steps import StepDef
 
 T = TypeVar("T")
@@ -124,16 +125,17 @@ async def run_step(
     return StepOutcome(ok=True, value=value, checks=results or None, pause=pause)
 
 
-def not_on_the_operator(marker: WorkflowMarker) -> StepOutcome:
-    """An in-step wait reached a worker: the operator cannot yet pause after a step."""
-    helper = "sleep" if isinstance(marker, SleepMarker) else "wait_for_approval"
-    return _error(
-        "InStepWaitUnsupported",
-        f"`await {helper}(...)` inside a step runs under wf.execute() (locally), not yet on "
-        f"the operator: put @{'sleep(seconds=...)' if helper == 'sleep' else 'approval()'} "
-        "on the step that comes after it",
-        retryable=False,
-    )
+def pause_request(marker: WorkflowMarker | None) -> StepRunPause | None:
+    """How a step's in-step wait is written into its StepRun's result."""
+    if isinstance(marker, SleepMarker):
+        return StepRunPause(sleep_ms=min(max(marker.duration_ms, 0), MAX_PAUSE_MS))
+    if isinstance(marker, ApprovalMarker):
+        timeout = marker.timeout_ms
+        return StepRunPause(
+            approval_type=str(marker.approval_type)[:63] or "manual",
+            approval_timeout_ms=None if timeout is None else min(max(timeout, 0), MAX_PAUSE_MS),
+        )
+    return None
 
 
 async def in_daemon_thread(function: Callable[[], T]) -> T:
