@@ -4,6 +4,7 @@ processes claim and run them, against the real API server and the local fake Dig
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import signal
 import socket
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from cerebelum.api.durations import parse_time
 from cerebelum.devcluster.pki import CertificateAuthority
+from cerebelum.sdk.loader import load_object
 from tests.fakes import python_steps
 from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.http_server import FakeHttpServer
@@ -271,7 +274,38 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
     assert TOKEN not in as_written.logs() + decorated.logs() + operator.logs()
 
 
-FEATURES = ("sleep", "poll", "approval", "retry", "diverge", "branch", "parallel", "declarative")
+FEATURES = (
+    "sleep",
+    "poll",
+    "approval",
+    "retry",
+    "diverge",
+    "branch",
+    "parallel",
+    "declarative",
+    "helpers",
+    "01_hello_world",
+)
+
+
+def _workflow_name(feature: str) -> str:
+    """Examples define `<feature>_workflow`; the tutorial's module name starts with a digit."""
+    return "hello_world_workflow" if feature == "01_hello_world" else f"{feature}_workflow"
+
+
+def _comparable(output: Any) -> Any:
+    """An output without what differs between two runs of the same step (HTTP response
+    headers such as Date, a measured latency)."""
+    if isinstance(output, dict):
+        return {k: _comparable(v) for k, v in output.items() if k not in ("headers", "latencyMs")}
+    return output
+
+
+def _order(status: dict[str, Any], names: list[str]) -> list[str]:
+    """Steps that ran, by the start of their last visit (steps started together: list order)."""
+    steps = status.get("steps") or {}
+    started = [n for n in names if (steps.get(n) or {}).get("startedAt")]
+    return sorted(started, key=lambda n: (steps[n]["startedAt"], names.index(n)))
 
 
 def test_every_dsl_feature_example_runs_to_its_end(
@@ -293,7 +327,7 @@ def test_every_dsl_feature_example_runs_to_its_end(
                 ],
             }
             for name in FEATURES:
-                target = f"examples/python/{name}.py:{name}_workflow"
+                target = f"examples/python/{name}.py:{_workflow_name(name)}"
                 applied = cerebelum(cluster, namespace, "apply", target, *inputs.get(name, []))
                 assert applied.returncode == 0, applied.stderr
             again = cerebelum(
@@ -321,13 +355,45 @@ def test_every_dsl_feature_example_runs_to_its_end(
                 '{"channel": "stable"}',
             )
             assert approved.returncode == 0, approved.stderr
+            # An approval the step's own code asked for (await wait_for_approval).
+            asked = wait_for_phase(
+                cluster, namespace, "helpers-workflow", "WaitingForApproval", timeout=30
+            )
+            assert asked["status"]["steps"]["review"]["paused"] == "Approval"
+            assert asked["status"]["steps"]["review"]["output"] == {"document": "spec-v1"}
+            approved = cerebelum(cluster, namespace, "approve", "helpers-workflow", "review")
+            assert approved.returncode == 0, approved.stderr
             done = {}
             for name in FEATURES:
-                wf = f"{name}-workflow"
+                wf = _workflow_name(name).replace("_", "-")
                 done[name] = wait_for_phase(
                     cluster, namespace, wf, ("Succeeded", "Failed"), timeout=60
                 )["status"]
                 assert done[name]["phase"] == "Succeeded", (name, done[name].get("message"))
+            # The same examples run here (wf.execute), with the same inputs and decisions,
+            # against the same local servers.
+            local_inputs: dict[str, dict[str, Any]] = {
+                "branch": {"environment": "staging"},
+                "declarative": {"url": f"{web.url}/ok", "port": ssh.getsockname()[1]},
+            }
+            approvals: dict[str, dict[str, Any]] = {
+                "approval": {
+                    "publish": {
+                        "approve": True,
+                        "reason": "release day",
+                        "data": {"channel": "stable"},
+                    }
+                },
+                "helpers": {"review": True},
+            }
+            ran_here = {
+                name: load_object(f"{EXAMPLES / name}.py:{_workflow_name(name)}").execute(
+                    local_inputs.get(name, {}),
+                    approvals=approvals.get(name, {}),
+                    raise_on_failure=False,
+                )
+                for name in FEATURES
+            }
     finally:
         ssh.close()
         worker.stop()
@@ -358,6 +424,34 @@ def test_every_dsl_feature_example_runs_to_its_end(
     assert not [
         r for r in stepruns(cluster, namespace) if r["spec"]["workflow"] == "declarative-workflow"
     ]
+    helped = done["helpers"]["steps"]
+    assert helped["request_review"]["output"] == {"document": "spec-v1"}
+    assert parse_time(helped["review"]["startedAt"]) - parse_time(
+        helped["request_review"]["startedAt"]
+    ) >= datetime.timedelta(milliseconds=1500)  # the in-step sleep held the next step back
+    assert output("helpers", "publish") == {
+        "url": "https://docs.example/spec-v1",
+        "looks": 3,
+        "upload": "uploaded",
+        "tries": 3,
+    }
+    assert output("01_hello_world", "greet") == "Hello, World!"
+
+    # Differential: the local runner (wf.execute) and the operator agree on every example.
+    for name in FEATURES:
+        defined = load_object(f"{EXAMPLES / name}.py:{_workflow_name(name)}")
+        local = ran_here[name]
+        remote = done[name]
+        names = [s["name"] for s in defined.render()["spec"]["steps"]]
+        here = local.workflow_status.to_wire()
+        assert local.status == "completed", (name, local.error, here["steps"])
+        assert {n: s["phase"] for n, s in here["steps"].items()} == {
+            n: s["phase"] for n, s in remote["steps"].items()
+        }, name
+        assert {n: _comparable(s.get("output")) for n, s in here["steps"].items()} == {
+            n: _comparable(s.get("output")) for n, s in remote["steps"].items()
+        }, name
+        assert _order(here, names) == _order(remote, names), name
 
 
 def test_a_step_no_worker_claims_warns_and_its_timeout_ends_it(

@@ -349,8 +349,8 @@ async def run(
 
 class Execution:
     """What ``wf.execute(...)`` returns: awaitable (``await wf.execute(...)``, as Cerebelum's
-    examples do), or, outside an event loop, usable at once (``wf.execute(...).final_result``,
-    as Cerebelum's README does): it runs on first use."""
+    examples do), or, called outside an event loop, run at once and usable as the result
+    (``wf.execute(...).final_result``, as Cerebelum's README does)."""
 
     def __init__(self, wf: WorkflowDef, inputs: Mapping[str, Any], options: dict[str, Any]) -> None:
         executor = options.pop("executor", None)
@@ -367,6 +367,8 @@ class Execution:
         self._options = options
         self._executor = executor
         self._result: ExecutionResult | None = None
+        if not _loop_running():  # plain code: run now, while what the steps use is up
+            self._result = asyncio.run(self._go())
 
     async def _go(self) -> Any:
         if self._executor is not None:
@@ -374,25 +376,36 @@ class Execution:
         return await run(self._wf, self._inputs, **self._options)
 
     def __await__(self) -> Generator[Any, None, Any]:
+        if self._result is not None:
+            return _ready(self._result).__await__()
         return self._go().__await__()
 
     def result(self) -> ExecutionResult:
         if self._result is None:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                self._result = asyncio.run(self._go())
-            else:
+            if _loop_running():
                 raise RuntimeError(
                     "wf.execute(...) inside a running event loop must be awaited: "
                     "result = await wf.execute(...)"
-                ) from None
+                )
+            self._result = asyncio.run(self._go())
         return self._result
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.result(), name)
+
+
+async def _ready(result: Any) -> Any:
+    return result
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class DSLLocalExecutor:
