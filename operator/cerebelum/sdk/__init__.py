@@ -9,6 +9,7 @@ from cerebelum.sdk.client import (
     ExecutionState,
     ExecutionStatus,
     SleepInfo,
+    StepStatus,
 )
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.declarative import (
@@ -66,6 +67,7 @@ __all__ = [
     "StepDef",
     "StepDefinitionError",
     "StepRegistry",
+    "StepStatus",
     "Timeline",
     "ValidationReport",
     "WorkflowBuilder",
