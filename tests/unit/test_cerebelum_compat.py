@@ -457,7 +457,7 @@ def test_definition_mistakes_raise_cerebelums_errors(capsys: pytest.CaptureFixtu
 
 
 def test_a_module_named_like_cerebelums_tutorials_renders(tmp_path: Path) -> None:
-    source = tmp_path / "01_hello_world.py"
+    source = tmp_path / "07_compat_tutorial.py"
     source.write_text(
         "from cerebelum import step, workflow, Context\n"
         "@step\n"
@@ -470,11 +470,11 @@ def test_a_module_named_like_cerebelums_tutorials_renders(tmp_path: Path) -> Non
     try:
         wf = load_object(f"{source}:hello_world")
         manifest = wf.render({"name": "Ann"})
-        assert manifest["spec"]["steps"][0]["python"]["function"] == "01_hello_world:hi"
-        assert "01_hello_world:hi" in cerebelum.FUNCTIONS
+        assert manifest["spec"]["steps"][0]["python"]["function"] == "07_compat_tutorial:hi"
+        assert "07_compat_tutorial:hi" in cerebelum.FUNCTIONS
         assert wf.execute({"name": "Ann"}).final_result == "hi Ann"
     finally:
-        sys.modules.pop("01_hello_world", None)
+        sys.modules.pop("07_compat_tutorial", None)
         sys.path.remove(str(tmp_path))
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 
+import pytest
+
 from cerebelum.engine import ApprovalDecision, EventRecord
-from cerebelum.kube.runtime import merge_events, read_decisions
+from cerebelum.kube.events import EventLimiter, one_event
+from cerebelum.kube.runtime import read_decisions
 from cerebelum.kube.workqueue import WakeScheduler, WorkQueue
 
 
@@ -50,18 +53,60 @@ def test_approve_and_reject_of_one_step_at_once_rejects_and_says_which_won() -> 
     assert notes == []
 
 
-def test_events_of_one_reconciliation_are_merged_by_reason() -> None:
-    merged = merge_events(
+def test_one_reconciliation_posts_one_event_and_none_for_routine_steps() -> None:
+    routine = [
+        EventRecord("Normal", "Woke", "step a finished sleeping"),
+        EventRecord("Normal", "StepSucceeded", "step a succeeded"),
+        EventRecord("Normal", "Sleeping", "step b sleeps until ..."),
+    ]
+    assert one_event(routine) is None
+    failed = one_event(
         [
-            EventRecord("Normal", "StepSucceeded", "step a succeeded"),
-            EventRecord("Warning", "StepFailed", "step c failed"),
-            EventRecord("Normal", "StepSucceeded", "step b succeeded"),
+            *routine,
+            EventRecord("Warning", "StepFailed", "step c failed: Boom: it broke"),
+            EventRecord("Warning", "WorkflowFailed", "step c failed: Boom: it broke"),
         ]
     )
-    assert merged == [
-        EventRecord("Normal", "StepSucceeded", "step a succeeded; step b succeeded"),
-        EventRecord("Warning", "StepFailed", "step c failed"),
-    ]
+    assert failed == EventRecord(
+        "Warning",
+        "WorkflowFailed",
+        "step c failed: Boom: it broke (also: StepFailed: step c failed: Boom: it broke)",
+    )
+    asked = one_event([*routine, EventRecord("Normal", "ApprovalRequested", "step d waits")])
+    assert asked == EventRecord("Normal", "ApprovalRequested", "step d waits")
+    bad = one_event(
+        [
+            EventRecord("Normal", "WorkflowSucceeded", "done"),
+            EventRecord("Warning", "StatusRepaired", "sleepUntil recomputed"),
+        ]
+    )
+    assert bad is not None and (bad.type, bad.reason) == ("Warning", "StatusRepaired")
+    long = one_event([EventRecord("Warning", "StepFailed", "x" * 5000)])
+    assert long is not None and len(long.message) == 1024
+
+
+def test_events_are_rate_limited_per_workflow_with_a_count_of_the_suppressed() -> None:
+    now = [0.0]
+    limiter = EventLimiter(burst=2, every=10, clock=lambda: now[0])
+    failing = EventRecord("Warning", "StepFailed", "attempt failed")
+    assert limiter.admit("a", failing) == failing
+    assert limiter.admit("a", failing) == failing
+    assert limiter.admit("a", failing) is None
+    assert limiter.admit("a", failing) is None
+    assert limiter.admit("b", failing) == failing  # another workflow has its own bucket
+    ended = limiter.admit("a", EventRecord("Warning", "WorkflowFailed", "it ended"))
+    assert ended == EventRecord(
+        "Warning",
+        "WorkflowFailed",
+        "it ended (2 earlier Events suppressed; status.history has them)",
+    )
+    assert limiter.admit("a", failing) is None
+    now[0] = 10.0
+    assert limiter.admit("a", failing) == EventRecord(
+        "Warning",
+        "StepFailed",
+        "attempt failed (1 earlier Events suppressed; status.history has them)",
+    )
 
 
 async def test_work_queue_runs_a_key_once_and_never_concurrently_with_itself() -> None:
@@ -74,9 +119,24 @@ async def test_work_queue_runs_a_key_once_and_never_concurrently_with_itself() -
     queue.add(("ns", "a"))  # changed while being processed
     assert await queue.get() == ("ns", "b")
     queue.done(("ns", "b"))
-    assert queue._queue.empty(), "a must wait until its current run is done"
+    with pytest.raises(TimeoutError):  # a must wait until its current run is done
+        await asyncio.wait_for(queue.get(), 0.05)
     queue.done(first)
     assert await asyncio.wait_for(queue.get(), 1) == ("ns", "a")
+
+
+async def test_due_timers_and_results_go_before_watch_events() -> None:
+    queue = WorkQueue()
+    for i in range(100):
+        queue.add(("ns", f"created-{i}"))
+    queue.add(("ns", "created-50"), urgent=True)  # its deadline arrived
+    queue.add(("ns", "woken"), urgent=True)
+    assert [await queue.get() for _ in range(3)] == [
+        ("ns", "created-50"),
+        ("ns", "woken"),
+        ("ns", "created-0"),
+    ]
+    assert len(queue) == 98
 
 
 async def test_wake_scheduler_wakes_each_key_at_its_latest_deadline() -> None:

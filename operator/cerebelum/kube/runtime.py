@@ -46,15 +46,32 @@ from cerebelum.engine.repair import load_status
 from cerebelum.kube import metrics
 from cerebelum.kube import settings as names
 from cerebelum.kube.client import Conflict, Gone, KubeClient
+from cerebelum.kube.events import EventLimiter, one_event
 from cerebelum.kube.settings import OperatorSettings
 from cerebelum.kube.workqueue import Key, WakeScheduler, WorkQueue
 
 logger = logging.getLogger("cerebelum.operator")
 
 _RETRY_AFTER_CONFLICT = datetime.timedelta(milliseconds=500)
-_MAX_EVENTS_PER_RECONCILE = 20
 #: The condition a workflow carries while its reconciliations keep failing.
 RECONCILING = "Reconciling"
+
+
+#: Metadata the operator never reads, and the largest part of a cached object.
+_UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """The object as cached: without managedFields and kubectl's copy of the manifest,
+    which the engine never reads (and status writes do not send)."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        return body
+    meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and any(a in annotations for a in _UNREAD_ANNOTATIONS):
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in _UNREAD_ANNOTATIONS}
+    return {**body, "metadata": meta}  # a copy: the watch's own object is left as it was
 
 
 def _key(body: dict[str, Any]) -> Key:
@@ -150,18 +167,6 @@ def observe_finished_steps(
         metrics.STEP_DURATION.labels(kind, str(s.phase)).observe(max(seconds, 0.0))
 
 
-def merge_events(events: list[EventRecord]) -> list[EventRecord]:
-    """One Event per (type, reason) per reconciliation: a chain of five steps finishing in
-    one pass is one "StepSucceeded" Event naming all five, not five API writes."""
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for event in events:
-        grouped.setdefault((event.type, event.reason), []).append(event.message)
-    return [
-        EventRecord(type_, reason, "; ".join(messages))
-        for (type_, reason), messages in list(grouped.items())[:_MAX_EVENTS_PER_RECONCILE]
-    ]
-
-
 def describe_failure(exc: BaseException) -> str:
     """A short, secret-free account of why a reconciliation failed."""
     transient = transport_error(exc)
@@ -184,6 +189,8 @@ class Runtime:
         self.queue = WorkQueue()
         self.scheduler = WakeScheduler(self.queue)
         self.bodies: dict[Key, dict[str, Any]] = {}
+        #: Parsed specs by workflow, with the (uid, generation) they were parsed from.
+        self.specs: dict[Key, tuple[tuple[Any, Any], WorkflowSpec]] = {}
         self.results: dict[Key, list[ActionResult]] = {}
         self.tasks: dict[Key, dict[str, tuple[ActionCall, asyncio.Task[ActionResult]]]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -195,6 +202,8 @@ class Runtime:
         self.failures: dict[Key, int] = {}
         #: A failure was the API server being away: the next success wakes the others.
         self._api_trouble = False
+        #: Events per workflow are rate-limited, as kube's event recorder does.
+        self.event_limiter = EventLimiter()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -236,13 +245,15 @@ class Runtime:
             "resourceVersion"
         ):
             return  # our own write, already applied to the cache
-        self.bodies[key] = body
+        self.bodies[key] = slim(body)
         self.queue.add(key)
 
     def forget(self, key: Key) -> None:
         self.bodies.pop(key, None)
+        self.specs.pop(key, None)
         self.results.pop(key, None)
         self.failures.pop(key, None)
+        self.event_limiter.forget(key)
         self.scheduler.forget(key)
         for _, task in self.tasks.pop(key, {}).values():
             task.cancel()
@@ -340,7 +351,7 @@ class Runtime:
         meta = body["metadata"]
         old_wire = body.get("status") or {}
         try:
-            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+            spec = self._spec(key, body)
         except ValidationError as exc:
             failed = _invalid_spec_status(exc, now)
             if old_wire.get("phase") != WorkflowPhase.FAILED:
@@ -434,13 +445,26 @@ class Runtime:
         # Best effort from here on: the status write above is what counts.
         if consumed or refused:
             await self._remove_decision_annotations(body, annotations)
-        await asyncio.gather(
-            *(self.kube.post_event(body, e.type, e.reason, e.message) for e in merge_events(events))
-        )
+        event = one_event(events)
+        if event is not None:
+            event = self.event_limiter.admit(key, event)
+        if event is not None:
+            await self.kube.post_event(body, event.type, event.reason, event.message)
 
     async def _write(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         written = await self.kube.replace_status(body, status)
-        self.bodies[key] = written
+        self.bodies[key] = slim(written)
+
+    def _spec(self, key: Key, body: dict[str, Any]) -> WorkflowSpec:
+        """The parsed spec, parsed again only when the object's generation changes."""
+        meta = body["metadata"]
+        stamp = (meta.get("uid"), meta.get("generation"))
+        cached = self.specs.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        self.specs[key] = (stamp, spec)
+        return spec
 
     async def _remove_decision_annotations(
         self, body: dict[str, Any], annotations: dict[str, str]
@@ -518,6 +542,6 @@ class Runtime:
             if done.cancelled():
                 return
             self.results.setdefault(key, []).append(done.result())
-            self.queue.add(key)
+            self.queue.add(key, urgent=True)  # a result waits behind no watch event
 
         task.add_done_callback(finished)

@@ -12,36 +12,55 @@ import contextlib
 import datetime
 import heapq
 import itertools
+from collections import deque
 
 Key = tuple[str, str]  # (namespace, name)
 
 
 class WorkQueue:
     """Keys to reconcile. A key queued twice runs once; a key that changes while it is
-    being processed runs again afterwards, never concurrently with itself."""
+    being processed runs again afterwards, never concurrently with itself.
+
+    Two lanes: urgent keys (a deadline arrived, an action returned) go before keys a watch
+    event brought. A burst of watch events (thousands of workflows created at once, or our
+    own writes coming back) then never makes a due wake-up or a finished action wait.
+    """
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._dirty: set[Key] = set()
+        self._urgent: deque[Key] = deque()
+        self._normal: deque[Key] = deque()
+        #: Queued keys, and whether they are urgent.
+        self._dirty: dict[Key, bool] = {}
         self._processing: set[Key] = set()
+        self._ready = asyncio.Event()
 
-    def add(self, key: Key) -> None:
-        if key in self._dirty:
+    def add(self, key: Key, *, urgent: bool = False) -> None:
+        queued = self._dirty.get(key)
+        if queued is not None and (queued or not urgent):
             return
-        self._dirty.add(key)
+        self._dirty[key] = urgent
         if key not in self._processing:
-            self._queue.put_nowait(key)
+            (self._urgent if urgent else self._normal).append(key)
+            self._ready.set()
 
     async def get(self) -> Key:
-        key = await self._queue.get()
-        self._dirty.discard(key)
-        self._processing.add(key)
-        return key
+        while True:
+            for lane in (self._urgent, self._normal):
+                while lane:
+                    key = lane.popleft()
+                    if key in self._dirty and key not in self._processing:
+                        del self._dirty[key]
+                        self._processing.add(key)
+                        return key
+            self._ready.clear()
+            await self._ready.wait()
 
     def done(self, key: Key) -> None:
         self._processing.discard(key)
-        if key in self._dirty:
-            self._queue.put_nowait(key)
+        urgent = self._dirty.get(key)
+        if urgent is not None:
+            (self._urgent if urgent else self._normal).append(key)
+            self._ready.set()
 
     def __len__(self) -> int:
         return len(self._dirty)
@@ -86,7 +105,7 @@ class WakeScheduler:
                 at, _, key = heapq.heappop(self._heap)
                 if self._wanted.get(key) == at:
                     del self._wanted[key]
-                    self._queue.add(key)
+                    self._queue.add(key, urgent=True)
             timeout = (self._heap[0][0] - now).total_seconds() if self._heap else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)

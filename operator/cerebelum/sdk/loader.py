@@ -23,7 +23,14 @@ def load_module(ref: str) -> ModuleType:
         folder = str(path.parent)
         if folder not in sys.path:
             sys.path.insert(0, folder)
-        return importlib.import_module(path.stem)
+        module = importlib.import_module(path.stem)
+        loaded = getattr(module, "__file__", None)
+        if loaded is None or Path(loaded).resolve() != path:
+            raise ImportError(
+                f"{ref}: a different module named {path.stem!r} is already imported (from "
+                f"{loaded}); modules are named after their file, so give this file another name"
+            )
+        return module
     return importlib.import_module(ref)
 
 
