@@ -8,8 +8,9 @@ import datetime
 import pytest
 
 from cerebelum.engine import ApprovalDecision, EventRecord
+from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventLimiter, one_event
-from cerebelum.kube.runtime import read_decisions
+from cerebelum.kube.runtime import congestion, read_decisions
 from cerebelum.kube.workqueue import WakeScheduler, WorkQueue
 
 
@@ -157,3 +158,39 @@ async def test_wake_scheduler_wakes_each_key_at_its_latest_deadline() -> None:
         assert len(queue) == 0 and scheduler.waiting == 0
     finally:
         task.cancel()
+
+
+async def test_concurrency_grows_while_writes_are_fast_and_halves_when_pushed_back() -> None:
+    now = [0.0]
+    limit = AdaptiveLimit(start=4, floor=2, ceiling=10, target=0.5, clock=lambda: now[0])
+    for _ in range(60):
+        limit.record(latency=0.01)
+    assert limit.slots == 10  # +1 per round of `limit` fast writes, up to the ceiling
+    limit.record(congested=True)  # a 429
+    assert limit.slots == 5
+    limit.record(latency=2.0)  # slow, but within the cooldown of the last cut
+    assert limit.slots == 5
+    now[0] = 1.0
+    limit.record(latency=2.0)
+    limit.record(congested=True)
+    assert limit.slots == 2  # never below the floor
+    now[0] = 5.0
+    limit.record(congested=True)
+    assert limit.slots == 2
+
+    held = [asyncio.create_task(limit.acquire()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert limit.active == 2 and sum(t.done() for t in held) == 2
+    await limit.release()
+    await asyncio.sleep(0.01)
+    assert all(t.done() for t in held) and limit.active == 2
+
+
+def test_congestion_is_a_throttle_a_server_error_or_no_answer_not_a_conflict() -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    assert congestion(ApiException(status=429))
+    assert congestion(ApiException(status=503))
+    assert congestion(ConnectionRefusedError())
+    assert not congestion(ApiException(status=409))
+    assert not congestion(ApiException(status=422))

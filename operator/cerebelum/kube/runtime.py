@@ -23,6 +23,7 @@ import datetime
 import json
 import logging
 import random
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,6 +47,7 @@ from cerebelum.engine.repair import load_status
 from cerebelum.kube import metrics
 from cerebelum.kube import settings as names
 from cerebelum.kube.client import Conflict, Gone, KubeClient
+from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventLimiter, one_event
 from cerebelum.kube.settings import OperatorSettings
 from cerebelum.kube.workqueue import Key, WakeScheduler, WorkQueue
@@ -167,6 +169,15 @@ def observe_finished_steps(
         metrics.STEP_DURATION.labels(kind, str(s.phase)).observe(max(seconds, 0.0))
 
 
+def congestion(exc: BaseException) -> bool:
+    """The API server pushed back (throttled, failing, unreachable), as opposed to refusing
+    this one write (a conflict, a validation error)."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return True
+    return transport_error(exc) is not None
+
+
 def describe_failure(exc: BaseException) -> str:
     """A short, secret-free account of why a reconciliation failed."""
     transient = transport_error(exc)
@@ -204,12 +215,14 @@ class Runtime:
         self._api_trouble = False
         #: Events per workflow are rate-limited, as kube's event recorder does.
         self.event_limiter = EventLimiter()
+        #: Reconciliations at once: from settings.workers, adapted to the API server.
+        self.concurrency = AdaptiveLimit(start=settings.workers, ceiling=settings.max_workers)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self._loops.append(asyncio.create_task(self.scheduler.run(), name="cerebelum-scheduler"))
-        for index in range(self.settings.workers):
+        for index in range(self.concurrency.ceiling):
             self._loops.append(asyncio.create_task(self._work(), name=f"cerebelum-worker-{index}"))
 
     def set_leading(self, leading: bool) -> None:
@@ -263,6 +276,7 @@ class Runtime:
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
+            await self.concurrency.acquire()
             try:
                 await self.reconcile(key)
             except asyncio.CancelledError:
@@ -272,6 +286,7 @@ class Runtime:
             else:
                 self._succeeded(key)
             finally:
+                await self.concurrency.release()
                 self.queue.done(key)
 
     # -- failing reconciliations ---------------------------------------------------------
@@ -452,7 +467,13 @@ class Runtime:
             await self.kube.post_event(body, event.type, event.reason, event.message)
 
     async def _write(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
-        written = await self.kube.replace_status(body, status)
+        started = time.monotonic()
+        try:
+            written = await self.kube.replace_status(body, status)
+        except Exception as exc:
+            self.concurrency.record(congested=congestion(exc))
+            raise
+        self.concurrency.record(latency=time.monotonic() - started)
         self.bodies[key] = slim(written)
 
     def _spec(self, key: Key, body: dict[str, Any]) -> WorkflowSpec:

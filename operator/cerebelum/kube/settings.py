@@ -17,8 +17,10 @@ DECIDED_BY = ANNOTATION_PREFIX + "decided-by"
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    #: Reconciliations running at once (across workflows; one at a time per workflow).
+    #: Reconciliations running at once to start with (across workflows; one at a time per
+    #: workflow); the operator adapts it to the API server, between 2 and max_workers.
     workers: int = 8
+    max_workers: int = 64
     #: Engine passes per reconciliation when local actions chain (bounds one write's work).
     max_passes: int = 200
     #: Run local actions (noop, fail) inside the reconciliation. Off, they take the same
@@ -56,6 +58,7 @@ class OperatorSettings:
     def from_env(cls) -> OperatorSettings:
         return cls(
             workers=int(os.environ.get("CEREBELUM_WORKERS", cls.workers)),
+            max_workers=int(os.environ.get("CEREBELUM_MAX_WORKERS", cls.max_workers)),
             max_passes=int(os.environ.get("CEREBELUM_MAX_PASSES", cls.max_passes)),
             digitalocean_endpoint=os.environ.get(
                 "CEREBELUM_DIGITALOCEAN_ENDPOINT", cls.digitalocean_endpoint
