@@ -10,7 +10,7 @@ import pytest
 from cerebelum.engine import ApprovalDecision, EventRecord
 from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventLimiter, one_event
-from cerebelum.kube.runtime import congestion, read_decisions
+from cerebelum.kube.runtime import SpecCache, congestion, read_decisions
 from cerebelum.kube.workqueue import WakeScheduler, WorkQueue
 
 
@@ -194,3 +194,13 @@ def test_congestion_is_a_throttle_a_server_error_or_no_answer_not_a_conflict() -
     assert congestion(ConnectionRefusedError())
     assert not congestion(ApiException(status=409))
     assert not congestion(ApiException(status=422))
+
+
+def test_workflows_with_one_spec_share_one_parsed_copy() -> None:
+    cache = SpecCache(size=2)
+    spec = {"steps": [{"name": "a", "sleep": {"duration": "1s"}}]}
+    first = cache.parse(spec)
+    assert cache.parse({"steps": [{"sleep": {"duration": "1s"}, "name": "a"}]}) is first
+    cache.parse({"steps": [{"name": "b", "noop": {}}]})
+    cache.parse({"steps": [{"name": "c", "noop": {}}]})  # the least recently used goes
+    assert cache.parse(spec) is not first and cache.parse(spec).steps[0].name == "a"

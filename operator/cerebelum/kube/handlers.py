@@ -37,6 +37,11 @@ async def start(
     **_: Any,
 ) -> None:
     settings.posting.enabled = False  # the runtime posts its own, meaningful Events
+    # Kopf logs "Handler 'workflow_event' succeeded" for every watch event: thousands of
+    # lines a second at scale, and nothing a user needs. Its warnings and errors stay.
+    objects = logging.getLogger("kopf.objects")
+    if objects.getEffectiveLevel() > logging.DEBUG:
+        objects.setLevel(logging.WARNING)
     # Only our own resource is watched, by name: no need to scan (and be allowed to list) CRDs.
     settings.scanning.disabled = True
     settings.watching.server_timeout = 600
@@ -89,8 +94,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await api.close()
 
 
+# Handlers are async so Kopf calls them on the event loop: a sync handler would run on a
+# thread of its executor, a hop per event (and the runtime's queue is not thread-safe).
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     body = event.get("object")
     if runtime is not None and isinstance(body, dict):
@@ -98,7 +105,7 @@ def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL)
-def steprun_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def steprun_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Results of python steps: handed to the attempts waiting for them."""
     runtime: Runtime | None = memo.get("runtime")
     body = event.get("object")

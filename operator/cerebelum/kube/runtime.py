@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import ValidationError
@@ -55,6 +56,9 @@ from cerebelum.kube.workqueue import Key, WakeScheduler, WorkQueue
 logger = logging.getLogger("cerebelum.operator")
 
 _RETRY_AFTER_CONFLICT = datetime.timedelta(milliseconds=500)
+#: Events being posted at once, and the most waiting to be posted.
+_EVENTS_IN_FLIGHT = 8
+_EVENT_BACKLOG = 10_000
 #: The condition a workflow carries while its reconciliations keep failing.
 RECONCILING = "Reconciling"
 
@@ -74,6 +78,27 @@ def slim(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(annotations, dict) and any(a in annotations for a in _UNREAD_ANNOTATIONS):
         meta["annotations"] = {k: v for k, v in annotations.items() if k not in _UNREAD_ANNOTATIONS}
     return {**body, "metadata": meta}  # a copy: the watch's own object is left as it was
+
+
+class SpecCache:
+    """Parsed specs by content, the most recently used kept. Ten thousand workflows from
+    one template then hold one parsed spec, not ten thousand (4 KB each for three steps)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._by_text: OrderedDict[str, WorkflowSpec] = OrderedDict()
+
+    def parse(self, raw: dict[str, Any]) -> WorkflowSpec:
+        text = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+        spec = self._by_text.get(text)
+        if spec is not None:
+            self._by_text.move_to_end(text)
+            return spec
+        spec = WorkflowSpec.model_validate(raw)
+        self._by_text[text] = spec
+        if len(self._by_text) > self.size:
+            self._by_text.popitem(last=False)
+        return spec
 
 
 def _key(body: dict[str, Any]) -> Key:
@@ -202,6 +227,7 @@ class Runtime:
         self.bodies: dict[Key, dict[str, Any]] = {}
         #: Parsed specs by workflow, with the (uid, generation) they were parsed from.
         self.specs: dict[Key, tuple[tuple[Any, Any], WorkflowSpec]] = {}
+        self.shared_specs = SpecCache()
         self.results: dict[Key, list[ActionResult]] = {}
         self.tasks: dict[Key, dict[str, tuple[ActionCall, asyncio.Task[ActionResult]]]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -215,6 +241,9 @@ class Runtime:
         self._api_trouble = False
         #: Events per workflow are rate-limited, as kube's event recorder does.
         self.event_limiter = EventLimiter()
+        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._event_slots = asyncio.Semaphore(_EVENTS_IN_FLIGHT)
+        self.events_dropped = 0
         #: Reconciliations at once: from settings.workers, adapted to the API server.
         self.concurrency = AdaptiveLimit(start=settings.workers, ceiling=settings.max_workers)
 
@@ -240,7 +269,9 @@ class Runtime:
         self.results.clear()
 
     async def stop(self) -> None:
-        pending: list[asyncio.Task[Any]] = list(self._loops)
+        if self._event_tasks:  # Events already decided: a moment to post them
+            await asyncio.wait(self._event_tasks, timeout=2)
+        pending: list[asyncio.Task[Any]] = list(self._loops) + list(self._event_tasks)
         pending += [task for steps in self.tasks.values() for _, task in steps.values()]
         for task in pending:
             task.cancel()
@@ -275,19 +306,23 @@ class Runtime:
 
     async def _work(self) -> None:
         while True:
-            key = await self.queue.get()
+            # The slot first, then the key: keys leave the queue in its order (urgent ones
+            # first) only as fast as slots free up, and none waits in a worker's hands.
             await self.concurrency.acquire()
             try:
-                await self.reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._failed(key, exc)
-            else:
-                self._succeeded(key)
+                key = await self.queue.get()
+                try:
+                    await self.reconcile(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._failed(key, exc)
+                else:
+                    self._succeeded(key)
+                finally:
+                    self.queue.done(key)
             finally:
                 await self.concurrency.release()
-                self.queue.done(key)
 
     # -- failing reconciliations ---------------------------------------------------------
 
@@ -464,7 +499,27 @@ class Runtime:
         if event is not None:
             event = self.event_limiter.admit(key, event)
         if event is not None:
-            await self.kube.post_event(body, event.type, event.reason, event.message)
+            self._post_later(body, event)
+
+    def _post_later(self, body: dict[str, Any], event: EventRecord) -> None:
+        """Post an Event off the reconciliation: it is best effort, and a worker slot waiting
+        on it would hold back the next workflow's wake-up. A few at a time; past a backlog
+        limit (the API server is away or swamped) they are dropped and counted."""
+        if len(self._event_tasks) >= _EVENT_BACKLOG:
+            self.events_dropped += 1
+            if self.events_dropped & (self.events_dropped - 1) == 0:
+                logger.warning(
+                    "%d Events dropped: the API server is not keeping up", self.events_dropped
+                )
+            return
+
+        async def post() -> None:
+            async with self._event_slots:
+                await self.kube.post_event(body, event.type, event.reason, event.message)
+
+        task = asyncio.create_task(post(), name="cerebelum-event")
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _write(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -477,13 +532,14 @@ class Runtime:
         self.bodies[key] = slim(written)
 
     def _spec(self, key: Key, body: dict[str, Any]) -> WorkflowSpec:
-        """The parsed spec, parsed again only when the object's generation changes."""
+        """The parsed spec, parsed again only when the object's generation changes; workflows
+        with the same spec (made from one template) share one parsed copy."""
         meta = body["metadata"]
         stamp = (meta.get("uid"), meta.get("generation"))
         cached = self.specs.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        spec = self.shared_specs.parse(body.get("spec") or {})
         self.specs[key] = (stamp, spec)
         return spec
 
