@@ -119,6 +119,37 @@ async def raw_ceiling(
     return done / (time.monotonic() - started)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def sample_gauges(port: int, into: list[tuple[float, float]]) -> None:
+    """The operator's reconcile concurrency and queue depth, every second."""
+    import urllib.request
+
+    def read() -> tuple[float, float] | None:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+        except OSError:
+            return None
+        values = {}
+        for line in text.decode().splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("cerebelum_reconcile_concurrency", "cerebelum_queue_depth"):
+                values[name] = float(value)
+        if len(values) < 2:
+            return None
+        return values["cerebelum_reconcile_concurrency"], values["cerebelum_queue_depth"]
+
+    while True:
+        got = await asyncio.to_thread(read)
+        if got is not None:
+            into.append(got)
+        await asyncio.sleep(1)
+
+
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -171,9 +202,11 @@ async def run_case(
         capture_output=True,
     )
     log = Path(tempfile.mkdtemp(prefix="cerebelum-bench-")) / "operator.log"
+    metrics_port = free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(plane.kubeconfig),
+        "CEREBELUM_METRICS_PORT": str(metrics_port),
         **dict(kv.split("=", 1) for kv in args.env),
     }
     with log.open("wb") as out:
@@ -187,6 +220,8 @@ async def run_case(
                 raise SystemExit(f"operator did not start:\n{log.read_text()[-2000:]}")
             await asyncio.sleep(0.2)
         cpu0 = proc_cpu_seconds(operator.pid)
+        samples: list[tuple[float, float]] = []
+        sampler = asyncio.create_task(sample_gauges(metrics_port, samples))
         before = request_counts(kubectl, plane.kubeconfig)
         names = [f"wf-{i:05d}" for i in range(args.workflows)]
         started = time.monotonic()
@@ -204,6 +239,7 @@ async def run_case(
             if time.monotonic() - started > expected + 1800:
                 raise SystemExit(f"only {finished}/{len(names)} finished")
         makespan = time.monotonic() - started
+        sampler.cancel()
         cpu = proc_cpu_seconds(operator.pid) - cpu0
         rss = peak_rss_mib(operator.pid)
         delta = request_counts(kubectl, plane.kubeconfig)
@@ -272,6 +308,14 @@ async def run_case(
             f"{statistics.mean(top):.0f}, over the makespan {rate:.0f}; raw ceiling (a) "
             f"{raw:.0f} writes/s; busiest-tenth / raw = {statistics.mean(top) / raw:.2f}"
         )
+        if samples:
+            slots = [a for a, _ in samples]
+            depth = [b for _, b in samples]
+            print(
+                f"   reconcile concurrency: min {min(slots):.0f} median "
+                f"{statistics.median(slots):.0f} max {max(slots):.0f}; queue depth: median "
+                f"{statistics.median(depth):.0f} max {max(depth):.0f}"
+            )
         if recorded:
             print(
                 f"   http result recorded after the action returned: p50 "

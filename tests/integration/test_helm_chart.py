@@ -353,3 +353,77 @@ def test_image_entrypoint_runs_the_operator_from_environment_settings(
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert lines and all(json.loads(line) for line in lines), "json log format"
     assert any("cerebelum operator started with 2 workers" in line for line in lines)
+
+
+def test_shards_by_namespace_each_release_runs_its_own_workflows_only(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    """The README's way past one leader: a release per group of namespaces. Two releases
+    install side by side (no cluster-scoped name clashes), and each operator, on its own
+    release's token, runs the workflows of its namespace and may not touch the other's."""
+    if not cluster.is_local:
+        pytest.skip("installs two releases and runs their operators as their service accounts")
+    other = f"{namespace[:50]}-b"
+    cluster.kubectl("create", "namespace", other)
+    shards = {"shard-a": namespace, "shard-b": other}
+    operators = []
+    try:
+        for release, ns in shards.items():
+            cluster.helm(
+                "install",
+                release,
+                str(CHART),
+                "--namespace",
+                ns,
+                "--set",
+                f"watchNamespaces={{{ns}}}",
+                "--set",
+                "webhook.enabled=false",
+            )
+            account = f"{release}-cerebelum-operator"  # the chart's fullname
+            token = cluster.kubectl(
+                "-n", ns, "create", "token", account, "--duration=1h"
+            ).stdout.strip()
+            operator = OperatorProcess(
+                cluster,
+                ns,
+                tmp_path / f"{release}.log",
+                env={
+                    "KUBECONFIG": str(cluster.kubeconfig_with_token(f"{release}-{ns}", token)),
+                    "CEREBELUM_LEADER_ELECTION": "true",
+                    "CEREBELUM_LEASE_NAMESPACE": ns,
+                    "CEREBELUM_POD_NAME": f"{release}-0",
+                },
+            )
+            operator.start()
+            operators.append(operator)
+        for release, ns in shards.items():
+            cluster.apply(
+                workflow("job-1", [{"name": "a", "noop": {"with": {"shard": release}}}]), ns
+            )
+        for release, ns in shards.items():
+            done = wait_for_phase(cluster, ns, "job-1", "Succeeded", timeout=30)
+            assert done["status"]["steps"]["a"]["output"] == {"shard": release}
+            lease = cluster.kubectl_json("-n", ns, "get", "lease", "cerebelum-operator")
+            assert lease["spec"]["holderIdentity"] == f"{release}-0"
+        a_token = cluster.kubectl(
+            "-n", namespace, "create", "token", "shard-a-cerebelum-operator", "--duration=10m"
+        ).stdout.strip()
+        as_a = cluster.kubeconfig_with_token("shard-a-check", a_token)
+        allowed = cluster.kubectl(
+            "auth",
+            "can-i",
+            "update",
+            "workflows.cerebelum.io/status",
+            "-n",
+            other,
+            check=False,
+            kubeconfig=as_a,
+        )
+        assert allowed.stdout.strip() == "no"
+    finally:
+        for operator in operators:
+            operator.stop()
+        for release, ns in shards.items():
+            cluster.helm("uninstall", release, "--namespace", ns, check=False)
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)

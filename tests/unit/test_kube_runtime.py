@@ -8,6 +8,7 @@ import datetime
 import pytest
 
 from cerebelum.engine import ApprovalDecision, EventRecord
+from cerebelum.kube.cache import BodyCache
 from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventLimiter, one_event
 from cerebelum.kube.runtime import SpecCache, congestion, read_decisions
@@ -204,3 +205,22 @@ def test_workflows_with_one_spec_share_one_parsed_copy() -> None:
     cache.parse({"steps": [{"name": "b", "noop": {}}]})
     cache.parse({"steps": [{"name": "c", "noop": {}}]})  # the least recently used goes
     assert cache.parse(spec) is not first and cache.parse(spec).steps[0].name == "a"
+
+
+def test_the_cache_keeps_workflows_as_json_and_hands_out_copies() -> None:
+    cache = BodyCache()
+    body = {
+        "metadata": {"name": "w", "namespace": "ns", "resourceVersion": "7"},
+        "status": {"phase": "Running", "steps": {"a": {"phase": "WaitingForApproval"}}},
+    }
+    cache[("ns", "w")] = body
+    copy = cache.get(("ns", "w"))
+    assert copy == body and copy is not body
+    copy["status"]["phase"] = "Failed"  # type: ignore[index]
+    assert cache.get(("ns", "w")) == body
+    assert cache.version(("ns", "w")) == "7" and cache.version(("ns", "x")) is None
+    assert cache.summaries()[0].phase == "Running"
+    assert cache.summaries()[0].approvals_waiting == 1
+    assert 0 < cache.size_bytes() < 200
+    cache.pop(("ns", "w"))
+    assert cache.get(("ns", "w")) is None and len(cache) == 0

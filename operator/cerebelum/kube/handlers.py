@@ -72,9 +72,11 @@ async def start(
     if operator_settings.metrics_port is not None:
         metrics.serve(
             operator_settings.metrics_port,
-            lambda: runtime.bodies,
+            runtime.bodies.summaries,
             lambda: runtime.scheduler.waiting,
         )
+        metrics.RECONCILE_SLOTS.set_function(lambda: runtime.concurrency.slots)
+        metrics.QUEUE_DEPTH.set_function(lambda: len(runtime.queue))
     memo["api"] = api
     memo["runtime"] = runtime
     logger.info("cerebelum operator started with %d workers", operator_settings.workers)

@@ -9,12 +9,13 @@ nothing between scrapes.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from cerebelum.kube.cache import Summary
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -43,6 +44,16 @@ STEP_DURATION = Histogram(
     registry=REGISTRY,
     buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, float("inf")),
 )
+RECONCILE_SLOTS = Gauge(
+    "cerebelum_reconcile_concurrency",
+    "Reconciliations allowed at once, adapted to the API server's answers.",
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "cerebelum_queue_depth",
+    "Workflows waiting for a reconciliation.",
+    registry=REGISTRY,
+)
 API_REQUESTS = Counter(
     "cerebelum_api_requests",
     "Requests the operator made to the Kubernetes API (besides Kopf's watch).",
@@ -54,23 +65,16 @@ API_REQUESTS = Counter(
 class _StateCollector(Collector):
     """Workflows by phase, steps waiting for approval, and deadlines in the timer heap."""
 
-    def __init__(
-        self, bodies: Callable[[], Mapping[Any, dict[str, Any]]], timers: Callable[[], int]
-    ) -> None:
-        self._bodies = bodies
+    def __init__(self, summaries: Callable[[], list[Summary]], timers: Callable[[], int]) -> None:
+        self._summaries = summaries
         self._timers = timers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         phases: Tally[str] = Tally()
         approvals = 0
-        for body in list(self._bodies().values()):
-            status = body.get("status") or {}
-            phases[status.get("phase") or "Pending"] += 1
-            approvals += sum(
-                1
-                for s in (status.get("steps") or {}).values()
-                if s.get("phase") == "WaitingForApproval"
-            )
+        for summary in self._summaries():
+            phases[summary.phase] += 1
+            approvals += summary.approvals_waiting
         by_phase = GaugeMetricFamily(
             "cerebelum_workflows", "Workflows known to the operator, by phase.", labels=["phase"]
         )
@@ -87,9 +91,7 @@ class _StateCollector(Collector):
         )
 
 
-def serve(
-    port: int, bodies: Callable[[], Mapping[Any, dict[str, Any]]], timers: Callable[[], int]
-) -> None:
+def serve(port: int, summaries: Callable[[], list[Summary]], timers: Callable[[], int]) -> None:
     """Start the /metrics endpoint (a daemon thread of prometheus_client) on ``port``."""
-    REGISTRY.register(_StateCollector(bodies, timers))
+    REGISTRY.register(_StateCollector(summaries, timers))
     start_http_server(port, registry=REGISTRY)

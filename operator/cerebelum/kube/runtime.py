@@ -47,6 +47,7 @@ from cerebelum.engine import (
 from cerebelum.engine.repair import load_status
 from cerebelum.kube import metrics
 from cerebelum.kube import settings as names
+from cerebelum.kube.cache import BodyCache
 from cerebelum.kube.client import Conflict, Gone, KubeClient
 from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventLimiter, one_event
@@ -224,7 +225,7 @@ class Runtime:
         self.settings = settings
         self.queue = WorkQueue()
         self.scheduler = WakeScheduler(self.queue)
-        self.bodies: dict[Key, dict[str, Any]] = {}
+        self.bodies = BodyCache()
         #: Parsed specs by workflow, with the (uid, generation) they were parsed from.
         self.specs: dict[Key, tuple[tuple[Any, Any], WorkflowSpec]] = {}
         self.shared_specs = SpecCache()
@@ -284,16 +285,14 @@ class Runtime:
         if event_type == "DELETED":
             self.forget(key)
             return
-        known = self.bodies.get(key)
-        if known and known["metadata"].get("resourceVersion") == body["metadata"].get(
-            "resourceVersion"
-        ):
+        version = body["metadata"].get("resourceVersion")
+        if version is not None and self.bodies.version(key) == version:
             return  # our own write, already applied to the cache
         self.bodies[key] = slim(body)
         self.queue.add(key)
 
     def forget(self, key: Key) -> None:
-        self.bodies.pop(key, None)
+        self.bodies.pop(key)
         self.specs.pop(key, None)
         self.results.pop(key, None)
         self.failures.pop(key, None)
@@ -574,7 +573,7 @@ class Runtime:
     def _context(self, body: dict[str, Any], call: ActionCall) -> ActionContext:
         meta = body["metadata"]
         # The newest copy: it holds the approval decided in the reconciliation that started us.
-        latest = self.bodies.get(_key(body), body)
+        latest = self.bodies.get(_key(body)) or body
         step_status = ((latest.get("status") or {}).get("steps") or {}).get(call.step) or {}
         return ActionContext(
             namespace=meta["namespace"],
