@@ -27,6 +27,10 @@ settings from the environment, which the Helm chart sets:
     CEREBELUM_WEBHOOK_PORT       serve the approver webhooks (HTTPS) on this port
     CEREBELUM_WEBHOOK_CERT/_KEY  the webhook's serving certificate and key (PEM files)
     CEREBELUM_UNCLAIMED_WARNING_SECONDS  warn when no worker claims a python step (default 30)
+    CEREBELUM_WORKERS            reconciliations at once to start with (default 8)
+    CEREBELUM_MAX_WORKERS        the most the operator adapts that to (default 64)
+    CEREBELUM_RETRY_BASE_SECONDS / _MAX_SECONDS  backoff of a failing reconciliation (0.5, 60)
+    CEREBELUM_FAILURES_BEFORE_WARNING  failures in a row before a Warning Event (default 3)
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ logger = logging.getLogger("cerebelum.operator")
 
 _RETRY_AFTER_CONFLICT = datetime.timedelta(milliseconds=500)
 #: Events being posted at once, and the most waiting to be posted.
-_EVENTS_IN_FLIGHT = 8
+_EVENTS_IN_FLIGHT = 4
+#: How long an Event waits for a backlog of reconciliations to clear before it is posted.
+_EVENT_PATIENCE = 60.0
 _EVENT_BACKLOG = 10_000
 #: The condition a workflow carries while its reconciliations keep failing.
 RECONCILING = "Reconciling"
@@ -512,9 +514,21 @@ class Runtime:
                 )
             return
 
+        meta = body["metadata"]
+        about = {  # only what the Event names: a waiting Event holds no copy of the workflow
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta},
+        }
+
         async def post() -> None:
             async with self._event_slots:
-                await self.kube.post_event(body, event.type, event.reason, event.message)
+                # Reconciliations first: while workflows wait in the queue, an Event would
+                # take the API server's time from their status writes. It waits (a while).
+                patience = time.monotonic() + _EVENT_PATIENCE
+                while len(self.queue) > self.concurrency.slots and time.monotonic() < patience:
+                    await asyncio.sleep(0.2)
+                await self.kube.post_event(about, event.type, event.reason, event.message)
 
         task = asyncio.create_task(post(), name="cerebelum-event")
         self._event_tasks.add(task)
