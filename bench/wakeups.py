@@ -240,6 +240,14 @@ async def run_case(
                 raise SystemExit(f"only {finished}/{len(names)} finished")
         makespan = time.monotonic() - started
         sampler.cancel()
+        # Events wait while reconciliations are queued: let the last ones be posted, so the
+        # writes counted are all the writes the workflows cost.
+        quiet_since, last = time.monotonic(), None
+        while time.monotonic() - quiet_since < 5 and time.monotonic() - started < makespan + 180:
+            posted = request_counts(kubectl, plane.kubeconfig)[("POST", "events", "")]
+            if posted != last:
+                quiet_since, last = time.monotonic(), posted
+            await asyncio.sleep(1)
         cpu = proc_cpu_seconds(operator.pid) - cpu0
         rss = peak_rss_mib(operator.pid)
         delta = request_counts(kubectl, plane.kubeconfig)
