@@ -192,3 +192,22 @@ def ensure_binaries(out: TextIO = sys.stderr) -> Binaries:
         kubectl=ensure("kubectl", out),
         helm=ensure("helm", out),
     )
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """The binaries of a node and the controllers a node needs, at the pinned version."""
+
+    kubelet: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kube_proxy: Path
+
+
+def ensure_node_binaries(out: TextIO = sys.stderr) -> NodeBinaries:
+    return NodeBinaries(
+        kubelet=ensure("kubelet", out),
+        kube_controller_manager=ensure("kube-controller-manager", out),
+        kube_scheduler=ensure("kube-scheduler", out),
+        kube_proxy=ensure("kube-proxy", out),
+    )

@@ -90,9 +90,25 @@ def remove_stale_workdirs(root: Path) -> list[Path]:
                 pid = int(line)
                 if _pid_alive(pid) and str(workdir) in _cmdline(pid):
                     os.kill(pid, signal.SIGKILL)
+        for point in mounts_under(workdir):  # a node's kubelet and containerd mount here
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
         removed.append(workdir)
     return removed
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``, deepest first."""
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as info:
+            for line in info:
+                point = line.split()[4].replace("\\040", " ")
+                if point == str(root) or point.startswith(f"{root}/"):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(found, key=len, reverse=True)
 
 
 @dataclass
@@ -117,6 +133,10 @@ class LocalControlPlane:
     temp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     startup_timeout: float = 90.0
     extra_apiserver_args: tuple[str, ...] = ()
+    #: Set by the node mode: serve on this (non-loopback) address so pods can reach the API
+    #: server through the ``kubernetes`` Service, and run the API server as a cluster with
+    #: nodes does (Node authorizer, ServiceAccount and NodeRestriction admission).
+    node_ip: str | None = None
 
     workdir: Path | None = field(default=None, init=False)
     server: str = field(default="", init=False)
@@ -125,6 +145,7 @@ class LocalControlPlane:
     _children: list[_Child] = field(default_factory=list, init=False)
     _ca: CertificateAuthority | None = field(default=None, init=False)
     _admin: KeyPair | None = field(default=None, init=False)
+    _signing: KeyPair | None = field(default=None, init=False)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -157,15 +178,17 @@ class LocalControlPlane:
         pki_dir = workdir / "pki"
         pki_dir.mkdir()
         self._ca = ca = CertificateAuthority(pki_dir)
+        address = self.node_ip or "127.0.0.1"
         serving = ca.issue(
             "apiserver",
             "kube-apiserver",
-            server_ips=("127.0.0.1", "10.0.0.1"),
+            server_ips=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", address))),
             server_dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
         )
         admin = ca.issue("admin", "cerebelum-admin", organizations=("system:masters",))
         self._admin = admin
         signing = write_signing_key(pki_dir)
+        self._signing = signing
 
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -187,25 +210,24 @@ class LocalControlPlane:
         )
         self._wait_for(lambda: self._http_ok(f"{etcd_url}/health"), "etcd")
 
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{address}:{api_port}"
         self._spawn(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={address}",
+                f"--advertise-address={address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={ca.cert_path}",
-                "--authorization-mode=RBAC",
+                *self._mode_args(ca, pki_dir),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={signing.cert}",
                 f"--service-account-signing-key-file={signing.key}",
                 "--service-cluster-ip-range=10.0.0.0/24",
-                "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 "--profiling=false",
                 f"--audit-policy-file={self._write_audit_policy(workdir)}",
@@ -217,6 +239,58 @@ class LocalControlPlane:
         self.kubeconfig = self._write_kubeconfig("admin", client=admin)
         context = self._ssl_context(admin)
         self._wait_for(lambda: self._http_ok(f"{self.server}/readyz", context), "kube-apiserver")
+
+    def _mode_args(self, ca: CertificateAuthority, pki_dir: Path) -> list[str]:
+        """Flags that differ between the node-less control plane and one with a node."""
+        if self.node_ip is None:
+            return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"]
+        kubelet_client = ca.issue(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            organizations=("system:masters",),
+        )
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            f"--kubelet-certificate-authority={ca.cert_path}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        assert self._ca is not None, "the control plane is not started"
+        return self._ca
+
+    @property
+    def signing_key(self) -> KeyPair:
+        """The service-account token signing key pair (the controller-manager signs with it)."""
+        assert self._signing is not None, "the control plane is not started"
+        return self._signing
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        """Run another child of this control plane (stopped with it, by PID)."""
+        self._spawn(name, argv)
+
+    def wait_for(self, check: Callable[[], bool], what: str) -> None:
+        """Wait until ``check()``, failing early with log tails if a child exits."""
+        self._wait_for(check, what)
+
+    def stop_child(self, name: str) -> None:
+        """Stop one child by PID: SIGTERM, then SIGKILL after 10 s."""
+        for child in self._children:
+            if child.name == name and child.proc.poll() is None:
+                child.proc.terminate()
+                try:
+                    child.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+
+    def write_kubeconfig(self, name: str, client: KeyPair) -> Path:
+        """A kubeconfig for ``client`` (e.g. a component's certificate)."""
+        return self._write_kubeconfig(name, client=client)
 
     @property
     def audit_log(self) -> Path:

@@ -1,0 +1,310 @@
+"""Container images for the local node, built without a registry or a Docker engine.
+
+The operator image is built from the repository's ``Dockerfile`` as it is, with buildah
+(daemonless, from Debian's packages). Its base (``python:3.11-slim``) cannot be pulled here,
+so a stand-in is made from Debian's packages with debootstrap and tagged with that name;
+the pod sandbox's pause image is built from ``hack/tools/pause``. Every image is cached as an
+archive keyed by the content it was built from, and imported into the node's containerd.
+
+``python -m cerebelum.devcluster images`` builds them all (the first time: a few minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from cerebelum.devcluster.binaries import _build_lock, cache_dir, tools_dir
+
+#: Debian suite and packages of the stand-in for python:3.11-slim (bookworm ships 3.11).
+BASE_SUITE = "bookworm"
+BASE_MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates", "passwd")
+#: Names the images are tagged with (the chart's image and the worker image of the tests).
+BASE_IMAGE = "docker.io/library/python:3.11-slim"
+PAUSE_IMAGE = "localhost/cerebelum/pause:1"
+OPERATOR_REPOSITORY = "ghcr.io/cerebelum-io/cerebelum-operator"
+WORKER_REPOSITORY = "localhost/cerebelum/example-steps"
+#: Bumped when how an image is made changes, so cached archives are rebuilt.
+_RECIPE = "1"
+
+
+class ImageError(RuntimeError):
+    """An image could not be built; the message carries the tool's output."""
+
+
+@dataclass(frozen=True)
+class Images:
+    """References of the images a node e2e run uses, all imported into the node."""
+
+    operator: str
+    worker: str
+    base: str = BASE_IMAGE
+    pause: str = PAUSE_IMAGE
+
+
+def repo_root() -> Path:
+    return tools_dir().parents[1]
+
+
+def archive_dir() -> Path:
+    path = cache_dir() / "images"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _buildah(*args: str, cwd: Path | None = None, timeout: float = 1800) -> str:
+    storage = cache_dir() / "buildah"
+    argv = [
+        shutil.which("buildah") or "buildah",
+        "--root",
+        str(storage / "storage"),
+        "--runroot",
+        str(storage / "run"),
+        "--storage-driver",
+        "overlay",
+        *args,
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if result.returncode != 0:
+        raise ImageError(
+            f"buildah {args[0]} failed (exit {result.returncode}):\n"
+            + "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        )
+    return result.stdout.strip()
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+    h = hashlib.sha256(_RECIPE.encode())
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()[:16]
+
+
+def _tree_bytes(root: Path, *relative: str) -> Iterable[bytes]:
+    """Paths and contents of the files under ``relative`` (no caches), in a stable order."""
+    for rel in relative:
+        base = root / rel
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            yield str(path.relative_to(root)).encode()
+            yield path.read_bytes()
+
+
+def _save(reference: str, archive: Path) -> None:
+    partial = archive.with_name(f".{archive.name}.partial")
+    partial.unlink(missing_ok=True)
+    _buildah("push", reference, f"docker-archive:{partial}:{reference}")
+    partial.replace(archive)
+    kind = archive.name.split("-", 1)[0]
+    for older in archive.parent.glob(f"{kind}-*.tar"):
+        if older != archive:  # an earlier build of the same image: never used again
+            older.unlink(missing_ok=True)
+
+
+def _announce(what: str, out: TextIO) -> float:
+    print(f"building {what} (first run only; this takes a few minutes)...", file=out, flush=True)
+    return time.monotonic()
+
+
+def _done(what: str, started: float, out: TextIO) -> None:
+    print(f"built {what} in {time.monotonic() - started:.0f}s", file=out, flush=True)
+
+
+def ensure_pause(out: TextIO = sys.stderr) -> Path:
+    source = tools_dir() / "pause"
+    archive = archive_dir() / f"pause-{_digest(_tree_bytes(source, '.'))}.tar"
+    if archive.exists():
+        return archive
+    started = _announce("the pause image", out)
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = Path(tmp) / "pause"
+        go = shutil.which("go")
+        if go is None:
+            raise ImageError("building the pause image needs Go")
+        subprocess.run(
+            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
+            cwd=source,
+            env={**os.environ, "CGO_ENABLED": "0"},
+            check=True,
+            capture_output=True,
+        )
+        container = _buildah("from", "scratch")
+        try:
+            _buildah("copy", container, str(binary), "/pause")
+            _buildah("config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container)
+            _buildah("commit", "--rm", container, PAUSE_IMAGE)
+        except ImageError:
+            _buildah("rm", container)
+            raise
+    _save(PAUSE_IMAGE, archive)
+    _done("the pause image", started, out)
+    return archive
+
+
+def ensure_base(out: TextIO = sys.stderr) -> Path:
+    """The stand-in for python:3.11-slim: Debian's Python with pip usable as in the original."""
+    ca_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    key = _digest(
+        [BASE_SUITE.encode(), BASE_MIRROR.encode(), " ".join(BASE_PACKAGES).encode()]
+        + ([ca_bundle.read_bytes()] if ca_bundle.exists() else [])
+    )
+    archive = archive_dir() / f"base-{key}.tar"
+    if archive.exists():
+        return archive
+    if shutil.which("debootstrap") is None:
+        raise ImageError("making the stand-in base image needs debootstrap: run hack/node-deps.sh")
+    started = _announce(f"the stand-in for {BASE_IMAGE} (debootstrap {BASE_SUITE})", out)
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        result = subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                BASE_SUITE,
+                str(rootfs),
+                BASE_MIRROR,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+            raise ImageError(f"debootstrap failed (exit {result.returncode}):\n{tail}")
+        # As in python:3.11-slim: `python` and `pip` on PATH, pip may install system-wide.
+        for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+            marker.unlink()
+        (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
+        (rootfs / "usr/local/bin/pip").symlink_to("/usr/bin/pip3")
+        if ca_bundle.exists():  # this machine reaches PyPI through its own CA
+            shutil.copyfile(ca_bundle, rootfs / "etc/ssl/certs/ca-certificates.crt")
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
+        container = _buildah("from", "scratch")
+        try:
+            mount = Path(_buildah("mount", container))
+            subprocess.run(["cp", "-a", f"{rootfs}/.", str(mount)], check=True)
+            _buildah("umount", container)
+            _buildah(
+                "config",
+                "--env",
+                "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--env",
+                "LANG=C.UTF-8",
+                "--cmd",
+                "python3",
+                container,
+            )
+            _buildah("commit", "--rm", container, BASE_IMAGE)
+        except ImageError:
+            _buildah("rm", container)
+            raise
+    _save(BASE_IMAGE, archive)
+    _done(f"the stand-in for {BASE_IMAGE}", started, out)
+    return archive
+
+
+def _operator_key() -> str:
+    root = repo_root()
+    return _digest(
+        _tree_bytes(root, "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "operator")
+    )
+
+
+def operator_reference() -> str:
+    return f"{OPERATOR_REPOSITORY}:e2e-{_operator_key()}"
+
+
+def ensure_operator(out: TextIO = sys.stderr) -> Path:
+    """The operator image, built from the Dockerfile as it is (on the stand-in base)."""
+    base = ensure_base(out)
+    reference = operator_reference()
+    archive = archive_dir() / f"operator-{reference.rsplit(':', 1)[1]}.tar"
+    if archive.exists():
+        return archive
+    _load(base)
+    started = _announce(f"the operator image {reference} from the Dockerfile", out)
+    _buildah(
+        "bud",
+        "--pull=never",
+        "--network=host",
+        "--isolation=chroot",
+        "--layers=false",
+        "-f",
+        "Dockerfile",
+        "-t",
+        reference,
+        ".",
+        cwd=repo_root(),
+    )
+    _save(reference, archive)
+    _done("the operator image", started, out)
+    return archive
+
+
+def worker_reference() -> str:
+    key = _digest([_operator_key().encode(), *_tree_bytes(repo_root(), "examples/python")])
+    return f"{WORKER_REPOSITORY}:{key}"
+
+
+def ensure_worker(out: TextIO = sys.stderr) -> Path:
+    """The operator image plus ``examples/python`` on PYTHONPATH: the workers' image."""
+    operator = ensure_operator(out)
+    reference = worker_reference()
+    archive = archive_dir() / f"worker-{reference.rsplit(':', 1)[1]}.tar"
+    if archive.exists():
+        return archive
+    _load(operator)
+    started = _announce("the example steps' worker image", out)
+    with tempfile.TemporaryDirectory() as tmp:
+        context = Path(tmp)
+        shutil.copytree(repo_root() / "examples/python", context / "steps")
+        (context / "Containerfile").write_text(
+            f"FROM {operator_reference()}\n"
+            "COPY steps /opt/steps\n"
+            "ENV PYTHONPATH=/opt/steps\n"
+            'CMD ["worker"]\n'
+        )
+        _buildah("bud", "--pull=never", "--isolation=chroot", "-t", reference, ".", cwd=context)
+    _save(reference, archive)
+    _done("the worker image", started, out)
+    return archive
+
+
+def _load(archive: Path) -> None:
+    """Make a cached archive's image known to buildah (its storage may have been wiped)."""
+    _buildah("pull", "--quiet", f"docker-archive:{archive}")
+
+
+def ensure_images(out: TextIO = sys.stderr) -> tuple[Images, list[Path]]:
+    """Build (or find cached) every image a node run uses; their references and archives."""
+    with _build_lock():
+        archives = [ensure_pause(out), ensure_base(out), ensure_operator(out), ensure_worker(out)]
+    return Images(operator=operator_reference(), worker=worker_reference()), archives
+
+
+def import_images(socket: Path, archives: Iterable[Path]) -> None:
+    """Import image archives into the containerd at ``socket`` (its k8s.io namespace)."""
+    for archive in archives:
+        result = subprocess.run(
+            ["ctr", "--address", str(socket), "-n", "k8s.io", "images", "import", str(archive)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise ImageError(f"importing {archive.name} failed: {result.stderr.strip()[-2000:]}")
