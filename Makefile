@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv binaries lint typecheck unit test demo e2e-kind devcluster clean
+.PHONY: help venv binaries node-deps lint typecheck unit test demo e2e-kind devcluster clean
 
 help:
 	@echo "make demo   - start a local control plane, run the operator and a sample workflow"
@@ -19,9 +19,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# etcd, kube-apiserver, kubectl and helm at their pinned versions (built once, then cached).
+# etcd, kube-apiserver, kubectl and helm at their pinned versions, and on Linux the node's
+# kubelet, kube-controller-manager, kube-scheduler and kube-proxy (built once, then cached).
 binaries: venv
 	$(BIN)/python -m cerebelum.devcluster ensure
+
+# Debian packages of the local node (containerd, runc, CNI plugins, iptables, buildah,
+# debootstrap). Without root they cannot be installed and the node e2e tests are skipped.
+node-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash hack/node-deps.sh; \
+	else echo "node-deps: not root on Debian; tests/e2e (the real node) will be skipped"; fi
 
 lint: venv
 	$(BIN)/ruff check operator tests bench hack examples
@@ -33,7 +40,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: binaries lint typecheck
+test: binaries node-deps lint typecheck
 	$(BIN)/pytest
 
 demo: binaries

@@ -18,9 +18,12 @@ class LocalServer(ThreadingHTTPServer):
         port: int = 0,
         *,
         tls: tuple[Path, Path] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        """``tls``: (certificate, key) PEM files to serve HTTPS with."""
-        super().__init__(("127.0.0.1", port), handler)
+        """``tls``: (certificate, key) PEM files to serve HTTPS with; ``host``: the address to
+        listen on (a local node's address, for servers that pods call)."""
+        super().__init__((host, port), handler)
+        self.host = host
         self.scheme = "http"
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -31,7 +34,7 @@ class LocalServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://{self.host}:{self.server_address[1]}"
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -230,8 +230,9 @@ class FakeDigitalOcean(LocalServer):
         public_ip: str = "127.0.0.1",
         port: int = 0,
         tls: tuple[Path, Path] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        super().__init__(_Handler, port, tls=tls)
+        super().__init__(_Handler, port, tls=tls, host=host)
         self.state = _State(token=token, active_after=active_after, public_ip=public_ip)
 
     # -- views -------------------------------------------------------------------------

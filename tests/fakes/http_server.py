@@ -75,8 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeHttpServer(LocalServer):
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(_Handler, port)
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__(_Handler, port, host=host)
         self.requests: list[dict[str, Any]] = []
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()

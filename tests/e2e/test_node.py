@@ -1,0 +1,379 @@
+"""As users run it: the image built from the Dockerfile, Helm-installed on a real node.
+
+A local node (containerd, kubelet, kube-proxy, controller-manager, scheduler) runs the chart's
+pods: two operator replicas with leader election and the webhook, and a worker Deployment
+with the example step modules. Job steps run real containers; nothing plays a controller.
+Needs root on Linux; elsewhere the module is skipped with one line, unless
+``CEREBELUM_REQUIRE_NODE=1`` (set by ``.ci/run``) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cerebelum.devcluster.binaries import ensure_binaries, ensure_node_binaries
+from cerebelum.devcluster.images import Images, ensure_images
+from cerebelum.devcluster.node import NODE_IP, LocalCluster, unavailable_reason
+from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.fakes.http_server import FakeHttpServer
+from tests.harness import Cluster
+from tests.harness.cluster import eventually
+from tests.harness.workflows import wait_for_phase, workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "cerebelum-operator"
+RELEASE, SYSTEM, NS = "cerebelum", "cerebelum-system", "e2e"
+TOKEN = "do-token-for-the-node-e2e"
+SELECTOR = "app.kubernetes.io/instance=cerebelum,app.kubernetes.io/component!=worker"
+
+_reason = unavailable_reason()
+if _reason is not None:
+    if os.environ.get("CEREBELUM_REQUIRE_NODE") == "1":
+        raise RuntimeError(f"node e2e required (CEREBELUM_REQUIRE_NODE=1) but {_reason}")
+    pytest.skip(f"node e2e skipped: {_reason}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[Images, list[Path]]:
+    return ensure_images()
+
+
+@pytest.fixture(scope="module")
+def node(
+    images: tuple[Images, list[Path]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    local = LocalCluster(ensure_binaries(), ensure_node_binaries(), archives=tuple(images[1]))
+    with local:
+        binaries = local.binaries
+        yield Cluster(
+            kubeconfig=local.plane.kubeconfig,
+            kubectl_bin=binaries.kubectl,
+            helm_bin=binaries.helm,
+            workdir=tmp_path_factory.mktemp("node"),
+            control_plane=local.plane,
+        )
+    left = local.leftovers()
+    assert not left, f"the node left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[FakeDigitalOcean, FakeHttpServer, socket.socket]]:
+    """The external services, on the node's address so pods reach them."""
+    with (
+        FakeDigitalOcean(TOKEN, active_after=1.0, public_ip=NODE_IP, host=NODE_IP) as do,
+        FakeHttpServer(host=NODE_IP) as web,
+        socket.socket() as ssh,
+    ):
+        ssh.bind((NODE_IP, 0))
+        ssh.listen(16)
+        yield do, web, ssh
+
+
+def _values(images: Images, do_url: str) -> list[str]:
+    repository, tag = images.operator.rsplit(":", 1)
+    sets = {
+        "image.repository": repository,
+        "image.tag": tag,
+        "image.pullPolicy": "Never",
+        "replicaCount": "2",
+        "leaderElection.enabled": "true",
+        "leaderElection.leaseSeconds": "6",
+        "leaderElection.renewSeconds": "2",
+        "webhook.enabled": "true",
+        "digitalocean.endpoint": do_url,
+        "pythonWorkers.queues[0].name": "default",
+        "pythonWorkers.queues[0].image": images.worker,
+        "pythonWorkers.queues[0].pullPolicy": "Never",
+        "pythonWorkers.queues[0].modules[0]": "01_hello_world",
+        "pythonWorkers.queues[0].replicas": "1",
+        "pythonWorkers.queues[0].lease": "5s",
+    }
+    args: list[str] = []
+    for key, value in sets.items():
+        args += ["--set-string" if key.endswith("tag") else "--set", f"{key}={value}"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def release(
+    node: Cluster,
+    images: tuple[Images, list[Path]],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+) -> Iterator[list[str]]:
+    values = _values(images[0], servers[0].url)
+    node.kubectl("create", "namespace", NS)
+    node.kubectl(
+        "-n", NS, "create", "secret", "generic", "do-token", f"--from-literal=token={TOKEN}"
+    )
+    started = time.monotonic()
+    result = node.helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        SYSTEM,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "4m",
+        *values,
+        check=False,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"helm install failed: {result.stderr}\n{_describe(node)}")
+    print(f"helm install --wait took {time.monotonic() - started:.0f}s", file=sys.stderr)
+    yield values
+
+
+def _describe(node: Cluster) -> str:
+    pods = node.kubectl("-n", SYSTEM, "get", "pods", "-o", "wide", check=False).stdout
+    events = node.kubectl("-n", SYSTEM, "get", "events", "--sort-by=.lastTimestamp", check=False)
+    logs = node.kubectl("-n", SYSTEM, "logs", "-l", SELECTOR, "--tail=30", check=False)
+    return f"{pods}\n{events.stdout[-3000:]}\n{logs.stdout[-3000:]}{logs.stderr[-500:]}"
+
+
+def _pods(node: Cluster, selector: str = SELECTOR) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = node.kubectl_json("-n", SYSTEM, "get", "pods", "-l", selector)[
+        "items"
+    ]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _leader(node: Cluster) -> str:
+    leases = node.kubectl_json("-n", SYSTEM, "get", "leases")["items"]
+    holders = [lease["spec"].get("holderIdentity") or "" for lease in leases]
+    pods = {p["metadata"]["name"] for p in _pods(node)}
+    [holder] = [h for h in holders if h in pods] or [""]
+    assert holder, f"no operator pod holds a lease: {holders}"
+    return holder
+
+
+def test_operator_pods_become_ready_through_their_probes(node: Cluster, release: list[str]) -> None:
+    pods = eventually(
+        lambda: [p for p in _pods(node) if _ready(p)] if len(_pods(node)) == 2 else [], timeout=60
+    )
+    assert len(pods) == 2, _describe(node)
+    for pod in pods:
+        [container] = pod["spec"]["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, _describe(node)
+    eventually(lambda: _leader(node), timeout=30)
+
+
+def test_droplet_workflow_with_approval_through_the_webhook_service(
+    node: Cluster,
+    release: list[str],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+) -> None:
+    do, web, ssh = servers
+    manifest = yaml.safe_load((ROOT / "examples" / "digitalocean-droplet.yaml").read_text())
+    manifest["spec"]["inputs"].update(sshPort=ssh.getsockname()[1], configureUrl=f"{web.url}/echo")
+    manifest["spec"]["steps"].insert(
+        0, {"name": "go_live", "approval": {"message": "Create the droplet?"}}
+    )
+    for step in manifest["spec"]["steps"]:
+        if "poll" in step:
+            step["poll"]["interval"] = "1s"
+        if "retry" in step:
+            step["retry"]["backoff"]["delay"] = "1s"
+    node.apply(manifest, NS)
+    name = manifest["metadata"]["name"]
+    wait_for_phase(node, NS, name, "WaitingForApproval", timeout=60)
+    # Through the API server, which calls the webhook through the chart's Service.
+    node.kubectl("-n", NS, "annotate", "workflow", name, "cerebelum.io/approve=go_live")
+    done = wait_for_phase(node, NS, name, ("Succeeded", "Failed"), timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    assert done["status"]["steps"]["go_live"]["approval"]["decidedBy"] == "cerebelum-admin"
+    assert do.droplet_count == 1
+    assert done["status"]["steps"]["configure_server"]["output"]["body"]["method"] == "POST"
+
+
+def test_job_steps_run_real_containers(
+    node: Cluster,
+    release: list[str],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+) -> None:
+    web = servers[1]
+    image = "docker.io/library/python:3.11-slim"
+    writes_output = (
+        "import json; open('/dev/termination-log', 'w').write(json.dumps("
+        "{'from': 'a real container', 'answer': 42}))"
+    )
+    flaky = (
+        "import sys, urllib.request, urllib.error\n"
+        f"try: urllib.request.urlopen('{web.url}/flaky/node-job/1', timeout=5)\n"
+        "except urllib.error.HTTPError: sys.exit(3)\n"
+        "open('/dev/termination-log', 'w').write('{\"attempt\": \"second\"}')\n"
+    )
+    node.apply(
+        workflow(
+            "jobs",
+            [
+                {
+                    "name": "real",
+                    "job": {"image": image, "command": ["python3", "-c", writes_output]},
+                },
+                {
+                    "name": "flaky",
+                    "job": {"image": image, "command": ["python3", "-c", flaky]},
+                    "retry": {"limit": 3, "retryOn": ["JobFailed"], "backoff": {"delay": "1s"}},
+                },
+            ],
+        ),
+        NS,
+    )
+    done = wait_for_phase(node, NS, "jobs", ("Succeeded", "Failed"), timeout=180)
+    assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    steps = done["status"]["steps"]
+    assert steps["real"]["output"] == {"from": "a real container", "answer": 42}
+    assert steps["flaky"]["output"] == {"attempt": "second"}
+    assert steps["flaky"]["attempts"] == 2
+
+
+def test_python_steps_run_in_the_charts_worker_pods(node: Cluster, release: list[str]) -> None:
+    rendered = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cerebelum")),
+            "render",
+            str(ROOT / "examples" / "python" / "01_hello_world.py") + ":hello_world_workflow",
+            "--input",
+            "name=Node",
+            "--name",
+            "hello",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    node.apply(rendered, NS)
+    done = wait_for_phase(node, NS, "hello", ("Succeeded", "Failed"), timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    assert done["status"]["steps"]["greet"]["output"] == "Hello, Node!"
+    # Ran by the chart's worker pod (its log, read through the kubelet by `kubectl logs`).
+    logs = node.kubectl(
+        "-n", SYSTEM, "logs", "-l", "app.kubernetes.io/component=worker", "--tail=200"
+    ).stdout
+    assert re.search(rf"{NS}/hello\S* succeeded", logs), logs
+
+
+def test_metrics_are_scraped_through_the_service(node: Cluster, release: list[str]) -> None:
+    services = node.kubectl_json("-n", SYSTEM, "get", "services")["items"]
+    [metrics] = [
+        s for s in services if any(p.get("name") == "metrics" for p in s["spec"].get("ports", []))
+    ]
+    port = next(p["port"] for p in metrics["spec"]["ports"] if p["name"] == "metrics")
+    url = f"http://{metrics['spec']['clusterIP']}:{port}/metrics"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    text = eventually(scrape, timeout=30)
+    assert "cerebelum_reconcile_concurrency" in text
+
+
+def test_deleting_the_leader_pod_mid_run_loses_nothing(
+    node: Cluster,
+    release: list[str],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+) -> None:
+    web = servers[1]
+    before = set(web.effects)
+    names = [f"survivor-{i}" for i in range(10)]
+    for name in names:
+        node.apply(
+            workflow(
+                name,
+                [
+                    {"name": "nap", "sleep": {"duration": "4s"}},
+                    {"name": "effect", "http": {"method": "POST", "url": f"{web.url}/effect"}},
+                    {"name": "after", "sleep": {"duration": "1s"}},
+                ],
+            ),
+            NS,
+        )
+    leader = eventually(lambda: _leader(node), timeout=30)
+    time.sleep(1)
+    node.kubectl("-n", SYSTEM, "delete", "pod", leader, "--force", "--grace-period=0")
+    for name in names:
+        done = wait_for_phase(node, NS, name, ("Succeeded", "Failed"), timeout=120)
+        assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+    effects = {key: n for key, n in web.effects.items() if key not in before}
+    assert len(effects) == len(names), effects  # every workflow's POST applied...
+    assert set(effects.values()) == {1}, effects  # ...exactly once
+    eventually(lambda: _leader(node) != leader, timeout=60)
+
+
+def test_upgrade_with_a_new_certificate_then_uninstall_leaves_nothing(
+    node: Cluster, release: list[str]
+) -> None:
+    def ca_bundle() -> str:
+        hooks = node.kubectl_json("get", "validatingwebhookconfigurations")["items"]
+        return str(hooks[0]["webhooks"][0]["clientConfig"]["caBundle"])
+
+    before = ca_bundle()
+    node.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        SYSTEM,
+        "--wait",
+        "--timeout",
+        "3m",
+        *release,
+        timeout=240,
+    )
+    assert ca_bundle() != before, "the upgrade issues a new certificate"
+    node.apply(workflow("after-upgrade", [{"name": "ok", "approval": {}}]), NS)
+    wait_for_phase(node, NS, "after-upgrade", "WaitingForApproval", timeout=60)
+    eventually(
+        lambda: (
+            node.kubectl(
+                "-n", NS, "annotate", "workflow", "after-upgrade", "cerebelum.io/approve=ok"
+            ).returncode
+            == 0
+        ),
+        timeout=60,
+    )
+    wait_for_phase(node, NS, "after-upgrade", "Succeeded", timeout=60)
+
+    node.helm("uninstall", RELEASE, "-n", SYSTEM, "--wait", "--timeout", "2m", timeout=180)
+
+    def nothing_left() -> bool:
+        kinds = "deployments,replicasets,pods,services,secrets,serviceaccounts,roles,rolebindings"
+        left = node.kubectl("-n", SYSTEM, "get", kinds, "-o", "name").stdout.split()
+        left = [n for n in left if not n.endswith("/default") and "kube-root-ca" not in n]
+        cluster_wide = node.kubectl(
+            "get",
+            "clusterroles,clusterrolebindings,validatingwebhookconfigurations,mutatingwebhookconfigurations",
+            "-l",
+            "app.kubernetes.io/instance=cerebelum",
+            "-o",
+            "name",
+        ).stdout.split()
+        assert not left and not cluster_wide, (left, cluster_wide)
+        return True
+
+    eventually(nothing_left, timeout=90)
