@@ -9,7 +9,6 @@ Needs root on Linux; elsewhere the module is skipped with one line, unless
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -25,7 +24,8 @@ import yaml
 
 from cerebelum.devcluster.binaries import ensure_binaries, ensure_node_binaries
 from cerebelum.devcluster.images import Images, ensure_images
-from cerebelum.devcluster.node import NODE_IP, LocalCluster, unavailable_reason
+from cerebelum.devcluster.node import NODE_IP, LocalCluster
+from tests.e2e.node_required import skip_without_node
 from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
@@ -38,11 +38,7 @@ RELEASE, SYSTEM, NS = "cerebelum", "cerebelum-system", "e2e"
 TOKEN = "do-token-for-the-node-e2e"
 SELECTOR = "app.kubernetes.io/instance=cerebelum,app.kubernetes.io/component!=worker"
 
-_reason = unavailable_reason()
-if _reason is not None:
-    if os.environ.get("CEREBELUM_REQUIRE_NODE") == "1":
-        raise RuntimeError(f"node e2e required (CEREBELUM_REQUIRE_NODE=1) but {_reason}")
-    pytest.skip(f"node e2e skipped: {_reason}", allow_module_level=True)
+skip_without_node()
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,11 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +37,13 @@ from typing import IO
 import yaml
 
 from cerebelum.devcluster.binaries import Binaries, NodeBinaries, cache_dir
-from cerebelum.devcluster.controlplane import LocalControlPlane, _free_port, mounts_under
+from cerebelum.devcluster.controlplane import (
+    WORKDIR_PREFIX,
+    LocalControlPlane,
+    _free_port,
+    _pid_alive,
+    mounts_under,
+)
 from cerebelum.devcluster.images import PAUSE_IMAGE, ensure_pause, import_images
 
 NODE_NAME = "cerebelum-node"
@@ -139,6 +147,133 @@ def remove_iptables_rules() -> None:
                 _run(tool, "-t", table, "-X", chain, check=False)
 
 
+#: Paths outside the work dir that the kubelet and containerd write to whatever they are
+#: told (hard-coded upstream), and the entries of ours in them.
+_HOST_DIRS = (
+    Path("/var/lib/kubelet/device-plugins"),
+    Path("/var/lib/kubelet"),
+    Path("/var/lib/cni/results"),
+    Path("/var/lib/cni"),
+    Path("/run/containerd/s"),
+    Path("/run/containerd/runc/k8s.io"),
+    Path("/run/containerd/runc"),
+    Path("/run/containerd"),
+)
+
+
+def _host_files_of_ours() -> list[Path]:
+    found = []
+    for directory in _HOST_DIRS:
+        if not directory.is_dir():
+            continue
+        for entry in directory.iterdir():
+            ours = entry.name == "kubelet.sock" or entry.name.startswith(
+                ("cerebelum-", "cni-loopback-")
+            )
+            if ours or (directory.name == "s" and _dead_socket(entry)):
+                found.append(entry)
+    return found
+
+
+def _dead_socket(path: Path) -> bool:
+    """A shim's socket file no process listens on (its shim was killed)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def remove_host_files() -> None:
+    """Remove what a node wrote outside its work dir, then those dirs if that left them empty."""
+    for path in _host_files_of_ours():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for directory in _HOST_DIRS:  # deepest first
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only if empty
+
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: The cgroup parent containerd's CRI gives containers when the kubelet names none.
+_CGROUP_PARENT = "k8s.io"
+
+
+def _container_cgroups(ids: Iterable[str] | None = None) -> list[Path]:
+    """Container cgroups (all, or of ``ids``) in every hierarchy, then their parents."""
+    found: list[Path] = []
+    for hierarchy in _CGROUP_ROOT.iterdir() if _CGROUP_ROOT.is_dir() else []:
+        parent = hierarchy / _CGROUP_PARENT
+        if not parent.is_dir():
+            continue
+        children = [c for c in parent.iterdir() if c.is_dir()]
+        found += [c for c in children if ids is None or c.name in ids]
+    return found
+
+
+def remove_container_cgroups(ids: Iterable[str] | None = None) -> None:
+    """Remove empty container cgroups, and the ``k8s.io`` parents once empty (runc leaves them)."""
+    for cgroup in _container_cgroups(ids):
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+    for hierarchy in _CGROUP_ROOT.iterdir() if _CGROUP_ROOT.is_dir() else []:
+        with contextlib.suppress(OSError):
+            (hierarchy / _CGROUP_PARENT).rmdir()
+
+
+def reap_stale_nodes(temp_root: Path) -> None:
+    """Stop what a killed node run left running: containerd's shims and the containers.
+
+    Only containers that run's containerd started are touched: their IDs are the task
+    directories in its state dir, and each one's processes are those of its cgroup.
+    """
+    for workdir in temp_root.glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int(workdir.name[len(WORKDIR_PREFIX) :].split("-")[0])
+        except ValueError:
+            continue
+        tasks = workdir / "containerd" / "state" / "io.containerd.runtime.v2.task" / "k8s.io"
+        if _pid_alive(owner) or not tasks.is_dir():
+            continue
+        ids = {task.name for task in tasks.iterdir()}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+                groups = (proc / "cgroup").read_text()
+                in_ours = any(f"/{_CGROUP_PARENT}/{i}" in groups for i in ids)
+                if in_ours or ("containerd-shim" in cmdline and str(workdir) in cmdline):
+                    os.kill(int(proc.name), 9)
+        time.sleep(0.5)
+        for point in mounts_under(workdir):
+            _run("umount", "-l", point, check=False)
+        remove_container_cgroups(ids)
+        _remove_unused_cni_netns()
+
+
+def _remove_unused_cni_netns() -> None:
+    """Pod network namespaces no process is in any more (their pod's node was killed)."""
+    netns_dir = Path("/run/netns")
+    if not netns_dir.is_dir():
+        return
+    in_use = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                in_use.add((proc / "ns" / "net").stat().st_ino)
+    for netns in netns_dir.glob("cni-*"):
+        with contextlib.suppress(OSError):
+            if netns.stat().st_ino not in in_use:
+                _run("ip", "netns", "delete", netns.name, check=False)
+
+
 @dataclass
 class LocalCluster:
     """A control plane with one node; use as a context manager. Needs root on Linux."""
@@ -181,10 +316,12 @@ class LocalCluster:
             raise NodeUnavailable(reason)
         started = time.monotonic()
         self._take_lock()
+        reap_stale_nodes(self.temp_root)
         self._sysctls = _read_sysctls()
         self._netns_before = set(os.listdir("/run/netns")) if Path("/run/netns").is_dir() else set()
         self._remove_stale_interfaces()
         remove_iptables_rules()  # of a node run that was killed
+        remove_host_files()
         suffix = str(os.getpid() % 100000)
         self.dummy, self.bridge = f"cblnode{suffix}", f"cblbr{suffix}"
         self.network = f"cerebelum-{suffix}"
@@ -273,7 +410,7 @@ class LocalCluster:
 
     def _start_containerd(self, workdir: Path) -> Path:
         root = workdir / "containerd"
-        socket = root / "containerd.sock"
+        sock = root / "containerd.sock"
         net_d = workdir / "cni" / "net.d"
         net_d.mkdir(parents=True)
         conflist = {
@@ -304,7 +441,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                     "io.containerd.snapshotter.v1.aufs"]
 
 [grpc]
-  address = "{socket}"
+  address = "{sock}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
@@ -317,6 +454,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "{root / "runc"}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{net_d}"
@@ -327,16 +465,16 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             "containerd",
             [shutil.which("containerd") or "containerd", "--config", str(root / "config.toml")],
         )
-        self.plane.wait_for(lambda: self._ctr_ok(socket), "containerd")
+        self.plane.wait_for(lambda: self._ctr_ok(sock), "containerd")
         archives = [ensure_pause(), *self.archives]
-        import_images(socket, dict.fromkeys(archives))
-        return socket
+        import_images(sock, dict.fromkeys(archives))
+        return sock
 
     @staticmethod
-    def _ctr_ok(socket: Path) -> bool:
-        if not socket.exists():
+    def _ctr_ok(sock: Path) -> bool:
+        if not sock.exists():
             return False
-        return _run("ctr", "--address", str(socket), "version", check=False).returncode == 0
+        return _run("ctr", "--address", str(sock), "version", check=False).returncode == 0
 
     def _start_kubelet(self, workdir: Path, pki: Path) -> None:
         ca = self.plane.ca
@@ -481,6 +619,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             if link:
                 _run("ip", "link", "delete", link, check=False)
         self._remove_new_netns()
+        remove_host_files()
+        remove_container_cgroups()
         _restore_sysctls(self._sysctls)
         if self._lock is not None:
             self._lock.close()
@@ -565,5 +705,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             new = {n for n in os.listdir("/run/netns") if n.startswith("cni-")} - self._netns_before
             found += [f"network namespace {n}" for n in sorted(new)]
         if hasattr(self, "plane") and self.plane.workdir is not None:
+            workdir = str(self.plane.workdir)
             found += [f"mount {m}" for m in mounts_under(self.plane.workdir)]
+            for entry in Path("/proc").iterdir():  # e.g. containerd's shims, not our children
+                if entry.name.isdigit():
+                    with contextlib.suppress(OSError):
+                        if workdir in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                            found.append(f"process {entry.name}")
+        found += [f"file {p}" for p in _host_files_of_ours()]
+        found += [f"cgroup {c}" for c in _container_cgroups()]
         return found
