@@ -33,18 +33,21 @@ from cerebelum.devcluster.node import LocalCluster, NodeUnavailable
 from cerebelum.devcluster.pins import TOOLS
 
 
-def _interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks stop the children."""
+def _interrupt_on_signals() -> None:
+    """Turn SIGTERM and SIGINT into KeyboardInterrupt so ``finally`` blocks stop the children."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    # Started as a background job (`cmd &` in a script, a CI runner), SIGINT arrives ignored
+    # and Python keeps it so; Ctrl-C and SIGINT must still stop the children cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _run(args: argparse.Namespace) -> int:
     binaries = ensure_binaries()
-    _interrupt_on_sigterm()
+    _interrupt_on_signals()
     cluster: LocalControlPlane | LocalCluster
     if args.node:
         images, archives = ensure_images()
