@@ -172,6 +172,12 @@ def test_operator_pods_become_ready_through_their_probes(node: Cluster, release:
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
         assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, _describe(node)
     eventually(lambda: _leader(node), timeout=30)
+    # The image runs as the Dockerfile says (uid 10001), reached through the kubelet by exec.
+    name = pods[0]["metadata"]["name"]
+    uid = node.kubectl(
+        "-n", SYSTEM, "exec", name, "--", "python3", "-c", "import os; print(os.getuid())"
+    )
+    assert uid.stdout.strip() == "10001"
 
 
 def test_droplet_workflow_with_approval_through_the_webhook_service(
@@ -205,19 +211,16 @@ def test_droplet_workflow_with_approval_through_the_webhook_service(
 def test_job_steps_run_real_containers(
     node: Cluster,
     release: list[str],
+    images: tuple[Images, list[Path]],
     servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
 ) -> None:
     web = servers[1]
-    image = "docker.io/library/python:3.11-slim"
-    writes_output = (
-        "import json; open('/dev/termination-log', 'w').write(json.dumps("
-        "{'from': 'a real container', 'answer': 42}))"
-    )
+    image = images[0].util  # busybox only: sh, wget
+    writes_output = 'echo \'{"from": "a real container", "answer": 42}\' > /dev/termination-log'
+    # Fails (exit 1) while the endpoint answers 503, which it does once.
     flaky = (
-        "import sys, urllib.request, urllib.error\n"
-        f"try: urllib.request.urlopen('{web.url}/flaky/node-job/1', timeout=5)\n"
-        "except urllib.error.HTTPError: sys.exit(3)\n"
-        "open('/dev/termination-log', 'w').write('{\"attempt\": \"second\"}')\n"
+        f"wget -q -O /dev/null {web.url}/flaky/node-job/1 && "
+        'echo \'{"attempt": "second"}\' > /dev/termination-log'
     )
     node.apply(
         workflow(
@@ -225,11 +228,11 @@ def test_job_steps_run_real_containers(
             [
                 {
                     "name": "real",
-                    "job": {"image": image, "command": ["python3", "-c", writes_output]},
+                    "job": {"image": image, "command": ["sh", "-c", writes_output]},
                 },
                 {
                     "name": "flaky",
-                    "job": {"image": image, "command": ["python3", "-c", flaky]},
+                    "job": {"image": image, "command": ["sh", "-c", flaky]},
                     "retry": {"limit": 3, "retryOn": ["JobFailed"], "backoff": {"delay": "1s"}},
                 },
             ],
@@ -242,6 +245,14 @@ def test_job_steps_run_real_containers(
     assert steps["real"]["output"] == {"from": "a real container", "answer": 42}
     assert steps["flaky"]["output"] == {"attempt": "second"}
     assert steps["flaky"]["attempts"] == 2
+    # The real Job controller ran them: each attempt's Job has its pod's outcome recorded.
+    jobs = node.kubectl_json("-n", NS, "get", "jobs")["items"]
+    outcomes = sorted(
+        ("failed" if j["status"].get("failed") else "succeeded")
+        for j in jobs
+        if j["metadata"]["labels"].get("cerebelum.io/step") == "flaky"
+    )
+    assert outcomes == ["failed", "succeeded"], outcomes
 
 
 def test_python_steps_run_in_the_charts_worker_pods(node: Cluster, release: list[str]) -> None:

@@ -32,6 +32,9 @@ BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates", "p
 #: Names the images are tagged with (the chart's image and the worker image of the tests).
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 PAUSE_IMAGE = "localhost/cerebelum/pause:1"
+#: A tiny image for Job steps: Debian's static busybox (sh, wget, sleep...) and nothing else.
+UTIL_IMAGE = "localhost/cerebelum/util:1"
+UTIL_PACKAGE = "busybox-static"
 OPERATOR_REPOSITORY = "ghcr.io/cerebelum-io/cerebelum-operator"
 WORKER_REPOSITORY = "localhost/cerebelum/example-steps"
 #: Bumped when how an image is made changes, so cached archives are rebuilt.
@@ -50,6 +53,7 @@ class Images:
     worker: str
     base: str = BASE_IMAGE
     pause: str = PAUSE_IMAGE
+    util: str = UTIL_IMAGE
 
 
 def repo_root() -> Path:
@@ -62,8 +66,21 @@ def archive_dir() -> Path:
     return path
 
 
+#: buildah's settings, instead of the host's: builds use the host network only, so the
+#: network backend is CNI (whose plugins the node installs anyway), never one that a
+#: package's recommends may or may not have brought (netavark).
+_CONTAINERS_CONF = """[network]
+network_backend = "cni"
+cni_plugin_dirs = ["/usr/lib/cni"]
+"""
+
+
 def _buildah(*args: str, cwd: Path | None = None, timeout: float = 1800) -> str:
     storage = cache_dir() / "buildah"
+    conf = storage / "containers.conf"
+    if not conf.exists() or conf.read_text() != _CONTAINERS_CONF:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(_CONTAINERS_CONF)
     argv = [
         shutil.which("buildah") or "buildah",
         "--root",
@@ -74,7 +91,8 @@ def _buildah(*args: str, cwd: Path | None = None, timeout: float = 1800) -> str:
         "overlay",
         *args,
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
     if result.returncode != 0:
         raise ImageError(
             f"buildah {args[0]} failed (exit {result.returncode}):\n"
@@ -123,6 +141,18 @@ def _done(what: str, started: float, out: TextIO) -> None:
     print(f"built {what} in {time.monotonic() - started:.0f}s", file=out, flush=True)
 
 
+def _commit_from_scratch(reference: str, source: Path, target: str, *config: str) -> None:
+    """An image of ``source`` copied to ``target`` in an empty root, with ``config`` flags."""
+    container = _buildah("from", "scratch")
+    try:
+        _buildah("copy", container, str(source), target)
+        _buildah("config", *config, container)
+        _buildah("commit", "--rm", container, reference)
+    except ImageError:
+        _buildah("rm", container)
+        raise
+
+
 def ensure_pause(out: TextIO = sys.stderr) -> Path:
     source = tools_dir() / "pause"
     archive = archive_dir() / f"pause-{_digest(_tree_bytes(source, '.'))}.tar"
@@ -141,16 +171,43 @@ def ensure_pause(out: TextIO = sys.stderr) -> Path:
             check=True,
             capture_output=True,
         )
-        container = _buildah("from", "scratch")
-        try:
-            _buildah("copy", container, str(binary), "/pause")
-            _buildah("config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container)
-            _buildah("commit", "--rm", container, PAUSE_IMAGE)
-        except ImageError:
-            _buildah("rm", container)
-            raise
+        _commit_from_scratch(
+            PAUSE_IMAGE, binary, "/pause", "--entrypoint", '["/pause"]', "--user", "65535:65535"
+        )
     _save(PAUSE_IMAGE, archive)
     _done("the pause image", started, out)
+    return archive
+
+
+def ensure_util(out: TextIO = sys.stderr) -> Path:
+    """A tiny utility image for Job steps, from Debian's busybox-static package."""
+    version = subprocess.run(
+        ["apt-cache", "policy", UTIL_PACKAGE], capture_output=True, text=True, check=False
+    ).stdout
+    candidate = next(
+        (line.split()[1] for line in version.splitlines() if "Candidate:" in line), "unknown"
+    )
+    archive = archive_dir() / f"util-{_digest([UTIL_PACKAGE.encode(), candidate.encode()])}.tar"
+    if archive.exists():
+        return archive
+    started = _announce("the utility image (busybox)", out)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fetched = subprocess.run(
+            ["apt-get", "download", UTIL_PACKAGE], cwd=work, capture_output=True, text=True
+        )
+        debs = list(work.glob("*.deb"))
+        if fetched.returncode != 0 or not debs:
+            raise ImageError(f"apt-get download {UTIL_PACKAGE} failed: {fetched.stderr[-1000:]}")
+        rootfs = work / "rootfs"
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(rootfs)], check=True)
+        for applet in ("sh", "echo", "cat", "sleep", "wget", "test", "false", "true"):
+            (rootfs / "bin" / applet).symlink_to("busybox")
+        _commit_from_scratch(
+            UTIL_IMAGE, rootfs / "bin", "/bin", "--env", "PATH=/bin", "--cmd", "sh"
+        )
+    _save(UTIL_IMAGE, archive)
+    _done("the utility image", started, out)
     return archive
 
 
@@ -293,7 +350,13 @@ def _load(archive: Path) -> None:
 def ensure_images(out: TextIO = sys.stderr) -> tuple[Images, list[Path]]:
     """Build (or find cached) every image a node run uses; their references and archives."""
     with _build_lock():
-        archives = [ensure_pause(out), ensure_base(out), ensure_operator(out), ensure_worker(out)]
+        archives = [
+            ensure_pause(out),
+            ensure_util(out),
+            ensure_base(out),
+            ensure_operator(out),
+            ensure_worker(out),
+        ]
     return Images(operator=operator_reference(), worker=worker_reference()), archives
 
 
