@@ -231,7 +231,7 @@ async def wait_all_finished(api: client.CustomObjectsApi, ns: str, count: int) -
                 raise
             version = ""
         finally:
-            stream.stop()
+            await stream.close()  # its own ApiClient and the open response
 
 
 async def run_case(
