@@ -5,7 +5,7 @@ containers (containerd + runc from Debian's packages), Services work (kube-proxy
 Deployments, Jobs, ServiceAccounts and garbage collection are real (kube-controller-manager),
 and ``kubectl logs``/``exec`` reach the kubelet. Needs root on Linux.
 
-The node's address is not loopback (a dummy interface), because pods reach the API server
+The node's address is not loopback (on a bridge with no ports), because pods reach the API server
 through the ``kubernetes`` Service, which kube-proxy rewrites to that address; a loopback
 address inside a pod is the pod itself. Pods get addresses from a bridge CNI network.
 
@@ -26,6 +26,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -286,7 +287,8 @@ class LocalCluster:
     archives: tuple[Path, ...] = ()
 
     plane: LocalControlPlane = field(init=False)
-    dummy: str = field(default="", init=False)
+    #: The interface holding the node IP (a bridge with no ports: no dummy driver needed).
+    node_link: str = field(default="", init=False)
     bridge: str = field(default="", init=False)
     network: str = field(default="", init=False)
     containerd_socket: Path = field(default=Path(), init=False)
@@ -294,7 +296,6 @@ class LocalCluster:
     _lock: IO[str] | None = field(default=None, init=False)
     _sysctls: dict[str, str] = field(default_factory=dict, init=False)
     _netns_before: set[str] = field(default_factory=set, init=False)
-    _stop_errors: list[str] = field(default_factory=list, init=False)
 
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -323,16 +324,19 @@ class LocalCluster:
         remove_iptables_rules()  # of a node run that was killed
         remove_host_files()
         suffix = str(os.getpid() % 100000)
-        self.dummy, self.bridge = f"cblnode{suffix}", f"cblbr{suffix}"
+        self.node_link, self.bridge = f"cblnode{suffix}", f"cblbr{suffix}"
         self.network = f"cerebelum-{suffix}"
         self.plane = LocalControlPlane(
-            self.binaries, temp_root=self.temp_root, node_ip=NODE_IP, startup_timeout=90.0
+            self.binaries,
+            temp_root=self.temp_root,
+            node_ip=NODE_IP,
+            startup_timeout=self.startup_timeout,
         )
         try:
             # A bridge with no ports holds the address: the kernel may lack the dummy driver.
-            _run("ip", "link", "add", self.dummy, "type", "bridge")
-            _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", self.dummy)
-            _run("ip", "link", "set", self.dummy, "up")
+            _run("ip", "link", "add", self.node_link, "type", "bridge")
+            _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", self.node_link)
+            _run("ip", "link", "set", self.node_link, "up")
             self.plane.start()
             assert self.plane.workdir is not None
             self._start_node(self.plane.workdir)
@@ -349,12 +353,12 @@ class LocalCluster:
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("waiting for another local node on this machine to stop...", flush=True)
+            print("waiting for another local node on this machine to stop...", file=sys.stderr)
             fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     @staticmethod
     def _remove_stale_interfaces() -> None:
-        """Interfaces of a node run that was killed (its owner process is gone)."""
+        """Interfaces a killed node run left: one node runs at a time (the lock), so any is."""
         links = _run("ip", "-o", "link", "show", check=False).stdout
         for line in links.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
@@ -365,7 +369,6 @@ class LocalCluster:
     def _start_node(self, workdir: Path) -> None:
         plane = self.plane
         ca = plane.ca
-        pki = workdir / "pki"
         self.containerd_socket = self._start_containerd(workdir)
 
         kcm = ca.issue("kcm", "system:kube-controller-manager")
@@ -403,7 +406,7 @@ class LocalCluster:
                 f"--cert-dir={workdir / 'scheduler-certs'}",
             ],
         )
-        self._start_kubelet(workdir, pki)
+        self._start_kubelet(workdir)
         self._start_kube_proxy(workdir)
         self.plane.wait_for(self._node_ready, f"node {NODE_NAME} Ready")
         self.plane.wait_for(self._default_service_account, "the default ServiceAccount")
@@ -476,7 +479,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             return False
         return _run("ctr", "--address", str(sock), "version", check=False).returncode == 0
 
-    def _start_kubelet(self, workdir: Path, pki: Path) -> None:
+    def _start_kubelet(self, workdir: Path) -> None:
         ca = self.plane.ca
         client = ca.issue(
             "kubelet-client", f"system:node:{NODE_NAME}", organizations=("system:nodes",)
@@ -615,7 +618,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             for point in mounts_under(workdir):
                 _run("umount", "-l", point, check=False)
             plane.stop()
-        for link in (self.bridge, self.dummy):
+        for link in (self.bridge, self.node_link):
             if link:
                 _run("ip", "link", "delete", link, check=False)
         self._remove_new_netns()
@@ -693,7 +696,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         """What a stopped node left behind (should be empty)."""
         found = self.plane.leftovers() if hasattr(self, "plane") else []
         links = _run("ip", "-o", "link", "show", check=False).stdout
-        for link in (self.bridge, self.dummy):
+        for link in (self.bridge, self.node_link):
             if link and (f" {link}:" in links or f" {link}@" in links):
                 found.append(f"interface {link}")
         for save in ("iptables-save", "ip6tables-save"):
