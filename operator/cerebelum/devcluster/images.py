@@ -193,9 +193,11 @@ def ensure_util(out: TextIO = sys.stderr) -> Path:
     started = _announce("the utility image (busybox)", out)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        fetched = subprocess.run(
-            ["apt-get", "download", UTIL_PACKAGE], cwd=work, capture_output=True, text=True
-        )
+        download = ["apt-get", "download", UTIL_PACKAGE]
+        fetched = subprocess.run(download, cwd=work, capture_output=True, text=True)
+        if fetched.returncode != 0:  # package lists missing or stale: refresh them once
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+            fetched = subprocess.run(download, cwd=work, capture_output=True, text=True)
         debs = list(work.glob("*.deb"))
         if fetched.returncode != 0 or not debs:
             raise ImageError(f"apt-get download {UTIL_PACKAGE} failed: {fetched.stderr[-1000:]}")
