@@ -59,10 +59,15 @@ def test_interrupted_runner_leaves_nothing(
     if not cluster.is_local:
         pytest.skip("exercises the local control plane only")
     proc, pids, workdir = _start_runner(tmp_path)
-    assert len(pids) == 2 and all(_alive(p) for p in pids)
-    assert workdir.is_dir() and workdir.name.startswith(WORKDIR_PREFIX)
-    proc.send_signal(sig)
-    proc.wait(timeout=30)
+    try:
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert workdir.is_dir() and workdir.name.startswith(WORKDIR_PREFIX)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:  # the signal did not stop it: leave nothing running anyway
+            proc.terminate()
+            proc.wait(timeout=30)
     assert _wait_gone(pids) == []
     assert not workdir.exists()
 
