@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -132,13 +132,22 @@ def _save(reference: str, archive: Path) -> None:
             older.unlink(missing_ok=True)
 
 
-def _announce(what: str, out: TextIO) -> float:
+def _cached(
+    archive: Path, reference: str, what: str, build: Callable[[], None], out: TextIO
+) -> Path:
+    """``archive`` if an earlier run saved it; else ``build()`` tags ``reference``, saved there.
+
+    Every image goes through here, so each is built at most once per content key and a
+    slow first build always says what it is doing.
+    """
+    if archive.exists():
+        return archive
     print(f"building {what} (first run only; this takes a few minutes)...", file=out, flush=True)
-    return time.monotonic()
-
-
-def _done(what: str, started: float, out: TextIO) -> None:
+    started = time.monotonic()
+    build()
+    _save(reference, archive)
     print(f"built {what} in {time.monotonic() - started:.0f}s", file=out, flush=True)
+    return archive
 
 
 def _commit_from_scratch(reference: str, source: Path, target: str, *config: str) -> None:
@@ -155,28 +164,26 @@ def _commit_from_scratch(reference: str, source: Path, target: str, *config: str
 
 def ensure_pause(out: TextIO = sys.stderr) -> Path:
     source = tools_dir() / "pause"
-    archive = archive_dir() / f"pause-{_digest(_tree_bytes(source, '.'))}.tar"
-    if archive.exists():
-        return archive
-    started = _announce("the pause image", out)
-    with tempfile.TemporaryDirectory() as tmp:
-        binary = Path(tmp) / "pause"
+
+    def build() -> None:
         go = shutil.which("go")
         if go is None:
             raise ImageError("building the pause image needs Go")
-        subprocess.run(
-            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
-            cwd=source,
-            env={**os.environ, "CGO_ENABLED": "0"},
-            check=True,
-            capture_output=True,
-        )
-        _commit_from_scratch(
-            PAUSE_IMAGE, binary, "/pause", "--entrypoint", '["/pause"]', "--user", "65535:65535"
-        )
-    _save(PAUSE_IMAGE, archive)
-    _done("the pause image", started, out)
-    return archive
+        with tempfile.TemporaryDirectory() as tmp:
+            binary = Path(tmp) / "pause"
+            subprocess.run(
+                [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
+                cwd=source,
+                env={**os.environ, "CGO_ENABLED": "0"},
+                check=True,
+                capture_output=True,
+            )
+            _commit_from_scratch(
+                PAUSE_IMAGE, binary, "/pause", "--entrypoint", '["/pause"]', "--user", "65535:65535"
+            )
+
+    archive = archive_dir() / f"pause-{_digest(_tree_bytes(source, '.'))}.tar"
+    return _cached(archive, PAUSE_IMAGE, "the pause image", build, out)
 
 
 def ensure_util(out: TextIO = sys.stderr) -> Path:
@@ -187,94 +194,103 @@ def ensure_util(out: TextIO = sys.stderr) -> Path:
     candidate = next(
         (line.split()[1] for line in version.splitlines() if "Candidate:" in line), "unknown"
     )
-    archive = archive_dir() / f"util-{_digest([UTIL_PACKAGE.encode(), candidate.encode()])}.tar"
-    if archive.exists():
-        return archive
-    started = _announce("the utility image (busybox)", out)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        download = ["apt-get", "download", UTIL_PACKAGE]
-        fetched = subprocess.run(download, cwd=work, capture_output=True, text=True)
-        if fetched.returncode != 0:  # package lists missing or stale: refresh them once
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+
+    def build() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            download = ["apt-get", "download", UTIL_PACKAGE]
             fetched = subprocess.run(download, cwd=work, capture_output=True, text=True)
-        debs = list(work.glob("*.deb"))
-        if fetched.returncode != 0 or not debs:
-            raise ImageError(f"apt-get download {UTIL_PACKAGE} failed: {fetched.stderr[-1000:]}")
-        rootfs = work / "rootfs"
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(rootfs)], check=True)
-        for applet in ("sh", "echo", "cat", "sleep", "wget", "test", "false", "true"):
-            (rootfs / "bin" / applet).symlink_to("busybox")
-        _commit_from_scratch(
-            UTIL_IMAGE, rootfs / "bin", "/bin", "--env", "PATH=/bin", "--cmd", "sh"
-        )
-    _save(UTIL_IMAGE, archive)
-    _done("the utility image", started, out)
-    return archive
+            if fetched.returncode != 0:  # package lists missing or stale: refresh them once
+                subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+                fetched = subprocess.run(download, cwd=work, capture_output=True, text=True)
+            debs = list(work.glob("*.deb"))
+            if fetched.returncode != 0 or not debs:
+                raise ImageError(
+                    f"apt-get download {UTIL_PACKAGE} failed: {fetched.stderr[-1000:]}"
+                )
+            rootfs = work / "rootfs"
+            subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(rootfs)], check=True)
+            for applet in ("sh", "echo", "cat", "sleep", "wget", "test", "false", "true"):
+                (rootfs / "bin" / applet).symlink_to("busybox")
+            _commit_from_scratch(
+                UTIL_IMAGE, rootfs / "bin", "/bin", "--env", "PATH=/bin", "--cmd", "sh"
+            )
+
+    archive = archive_dir() / f"util-{_digest([UTIL_PACKAGE.encode(), candidate.encode()])}.tar"
+    return _cached(archive, UTIL_IMAGE, "the utility image (busybox)", build, out)
 
 
 def ensure_base(out: TextIO = sys.stderr) -> Path:
     """The stand-in for python:3.11-slim: Debian's Python with pip usable as in the original."""
     ca_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+
+    def build() -> None:
+        if shutil.which("debootstrap") is None:
+            raise ImageError(
+                "making the stand-in base image needs debootstrap: run hack/node-deps.sh"
+            )
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            _debootstrap(rootfs)
+            # As in python:3.11-slim: `python` and `pip` on PATH, pip may install system-wide.
+            for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+                marker.unlink()
+            (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
+            (rootfs / "usr/local/bin/pip").symlink_to("/usr/bin/pip3")
+            if ca_bundle.exists():  # this machine reaches PyPI through its own CA
+                shutil.copyfile(ca_bundle, rootfs / "etc/ssl/certs/ca-certificates.crt")
+            shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+            shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
+            _commit_rootfs(rootfs)
+
     key = _digest(
         [BASE_SUITE.encode(), BASE_MIRROR.encode(), " ".join(BASE_PACKAGES).encode()]
         + ([ca_bundle.read_bytes()] if ca_bundle.exists() else [])
     )
-    archive = archive_dir() / f"base-{key}.tar"
-    if archive.exists():
-        return archive
-    if shutil.which("debootstrap") is None:
-        raise ImageError("making the stand-in base image needs debootstrap: run hack/node-deps.sh")
-    started = _announce(f"the stand-in for {BASE_IMAGE} (debootstrap {BASE_SUITE})", out)
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        result = subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(BASE_PACKAGES)}",
-                BASE_SUITE,
-                str(rootfs),
-                BASE_MIRROR,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1800,
+    what = f"the stand-in for {BASE_IMAGE} (debootstrap {BASE_SUITE})"
+    return _cached(archive_dir() / f"base-{key}.tar", BASE_IMAGE, what, build, out)
+
+
+def _debootstrap(rootfs: Path) -> None:
+    result = subprocess.run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            BASE_SUITE,
+            str(rootfs),
+            BASE_MIRROR,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise ImageError(f"debootstrap failed (exit {result.returncode}):\n{tail}")
+
+
+def _commit_rootfs(rootfs: Path) -> None:
+    """``rootfs`` as the image tagged BASE_IMAGE, configured as python:3.11-slim is."""
+    container = _buildah("from", "scratch")
+    try:
+        mount = Path(_buildah("mount", container))
+        subprocess.run(["cp", "-a", f"{rootfs}/.", str(mount)], check=True)
+        _buildah("umount", container)
+        _buildah(
+            "config",
+            "--env",
+            "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--env",
+            "LANG=C.UTF-8",
+            "--cmd",
+            "python3",
+            container,
         )
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-            raise ImageError(f"debootstrap failed (exit {result.returncode}):\n{tail}")
-        # As in python:3.11-slim: `python` and `pip` on PATH, pip may install system-wide.
-        for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
-            marker.unlink()
-        (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
-        (rootfs / "usr/local/bin/pip").symlink_to("/usr/bin/pip3")
-        if ca_bundle.exists():  # this machine reaches PyPI through its own CA
-            shutil.copyfile(ca_bundle, rootfs / "etc/ssl/certs/ca-certificates.crt")
-        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
-        shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
-        container = _buildah("from", "scratch")
-        try:
-            mount = Path(_buildah("mount", container))
-            subprocess.run(["cp", "-a", f"{rootfs}/.", str(mount)], check=True)
-            _buildah("umount", container)
-            _buildah(
-                "config",
-                "--env",
-                "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--env",
-                "LANG=C.UTF-8",
-                "--cmd",
-                "python3",
-                container,
-            )
-            _buildah("commit", "--rm", container, BASE_IMAGE)
-        except ImageError:
-            _buildah("rm", container)
-            raise
-    _save(BASE_IMAGE, archive)
-    _done(f"the stand-in for {BASE_IMAGE}", started, out)
-    return archive
+        _buildah("commit", "--rm", container, BASE_IMAGE)
+    except ImageError:
+        _buildah("rm", container)
+        raise
 
 
 def _operator_key() -> str:
@@ -292,27 +308,27 @@ def ensure_operator(out: TextIO = sys.stderr) -> Path:
     """The operator image, built from the Dockerfile as it is (on the stand-in base)."""
     base = ensure_base(out)
     reference = operator_reference()
+
+    def build() -> None:
+        _load(base)
+        _buildah(
+            "bud",
+            "--pull=never",
+            "--network=host",
+            "--isolation=chroot",
+            "--layers=false",
+            "-f",
+            "Dockerfile",
+            "-t",
+            reference,
+            ".",
+            cwd=repo_root(),
+        )
+
     archive = archive_dir() / f"operator-{reference.rsplit(':', 1)[1]}.tar"
-    if archive.exists():
-        return archive
-    _load(base)
-    started = _announce(f"the operator image {reference} from the Dockerfile", out)
-    _buildah(
-        "bud",
-        "--pull=never",
-        "--network=host",
-        "--isolation=chroot",
-        "--layers=false",
-        "-f",
-        "Dockerfile",
-        "-t",
-        reference,
-        ".",
-        cwd=repo_root(),
+    return _cached(
+        archive, reference, f"the operator image {reference} from the Dockerfile", build, out
     )
-    _save(reference, archive)
-    _done("the operator image", started, out)
-    return archive
 
 
 def worker_reference() -> str:
@@ -324,24 +340,22 @@ def ensure_worker(out: TextIO = sys.stderr) -> Path:
     """The operator image plus ``examples/python`` on PYTHONPATH: the workers' image."""
     operator = ensure_operator(out)
     reference = worker_reference()
+
+    def build() -> None:
+        _load(operator)
+        with tempfile.TemporaryDirectory() as tmp:
+            context = Path(tmp)
+            shutil.copytree(repo_root() / "examples/python", context / "steps")
+            (context / "Containerfile").write_text(
+                f"FROM {operator_reference()}\n"
+                "COPY steps /opt/steps\n"
+                "ENV PYTHONPATH=/opt/steps\n"
+                'CMD ["worker"]\n'
+            )
+            _buildah("bud", "--pull=never", "--isolation=chroot", "-t", reference, ".", cwd=context)
+
     archive = archive_dir() / f"worker-{reference.rsplit(':', 1)[1]}.tar"
-    if archive.exists():
-        return archive
-    _load(operator)
-    started = _announce("the example steps' worker image", out)
-    with tempfile.TemporaryDirectory() as tmp:
-        context = Path(tmp)
-        shutil.copytree(repo_root() / "examples/python", context / "steps")
-        (context / "Containerfile").write_text(
-            f"FROM {operator_reference()}\n"
-            "COPY steps /opt/steps\n"
-            "ENV PYTHONPATH=/opt/steps\n"
-            'CMD ["worker"]\n'
-        )
-        _buildah("bud", "--pull=never", "--isolation=chroot", "-t", reference, ".", cwd=context)
-    _save(reference, archive)
-    _done("the worker image", started, out)
-    return archive
+    return _cached(archive, reference, "the example steps' worker image", build, out)
 
 
 def _load(archive: Path) -> None:
