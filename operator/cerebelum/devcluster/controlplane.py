@@ -90,8 +90,7 @@ def remove_stale_workdirs(root: Path) -> list[Path]:
                 pid = int(line)
                 if _pid_alive(pid) and str(workdir) in _cmdline(pid):
                     os.kill(pid, signal.SIGKILL)
-        for point in mounts_under(workdir):  # a node's kubelet and containerd mount here
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        unmount_under(workdir)  # a node's kubelet and containerd mount here
         shutil.rmtree(workdir, ignore_errors=True)
         removed.append(workdir)
     return removed
@@ -111,6 +110,12 @@ def mounts_under(root: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def unmount_under(root: Path) -> None:
+    """Lazily unmount everything at or below ``root`` so the directory can be removed."""
+    for point in mounts_under(root):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
 @dataclass
 class _Child:
     name: str
@@ -123,6 +128,17 @@ class _Child:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def stop(self) -> None:
+        """SIGTERM by PID, then SIGKILL after 10 s: a child that ignores SIGTERM still ends."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @dataclass
@@ -280,13 +296,8 @@ class LocalControlPlane:
     def stop_child(self, name: str) -> None:
         """Stop one child by PID: SIGTERM, then SIGKILL after 10 s."""
         for child in self._children:
-            if child.name == name and child.proc.poll() is None:
-                child.proc.terminate()
-                try:
-                    child.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
+            if child.name == name:
+                child.stop()
 
     def write_kubeconfig(self, name: str, client: KeyPair) -> Path:
         """A kubeconfig for ``client`` (e.g. a component's certificate)."""
@@ -382,13 +393,7 @@ class LocalControlPlane:
     def stop(self) -> None:
         """Stop the API server, then etcd (SIGTERM, then SIGKILL), and remove the work dir."""
         for child in reversed(self._children):
-            if child.proc.poll() is None:
-                child.proc.terminate()
-                try:
-                    child.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
+            child.stop()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

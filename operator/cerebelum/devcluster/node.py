@@ -44,6 +44,7 @@ from cerebelum.devcluster.controlplane import (
     _free_port,
     _pid_alive,
     mounts_under,
+    unmount_under,
 )
 from cerebelum.devcluster.images import PAUSE_IMAGE, ensure_pause, import_images
 
@@ -228,6 +229,23 @@ def remove_container_cgroups(ids: Iterable[str] | None = None) -> None:
             (hierarchy / _CGROUP_PARENT).rmdir()
 
 
+def _processes() -> Iterable[tuple[int, str]]:
+    """Every process's PID and command line (arguments joined by spaces)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:  # it exited meanwhile
+            continue
+        yield int(entry.name), raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _is_shim_of(cmdline: str, workdir: Path) -> bool:
+    """A containerd shim of the containerd run under ``workdir`` (its socket path is there)."""
+    return "containerd-shim" in cmdline and str(workdir) in cmdline
+
+
 def reap_stale_nodes(temp_root: Path) -> None:
     """Stop what a killed node run left running: containerd's shims and the containers.
 
@@ -243,18 +261,14 @@ def reap_stale_nodes(temp_root: Path) -> None:
         if _pid_alive(owner) or not tasks.is_dir():
             continue
         ids = {task.name for task in tasks.iterdir()}
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
+        for pid, cmdline in _processes():
             with contextlib.suppress(OSError):
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-                groups = (proc / "cgroup").read_text()
+                groups = Path(f"/proc/{pid}/cgroup").read_text()
                 in_ours = any(f"/{_CGROUP_PARENT}/{i}" in groups for i in ids)
-                if in_ours or ("containerd-shim" in cmdline and str(workdir) in cmdline):
-                    os.kill(int(proc.name), 9)
+                if in_ours or _is_shim_of(cmdline, workdir):
+                    os.kill(pid, 9)
         time.sleep(0.5)
-        for point in mounts_under(workdir):
-            _run("umount", "-l", point, check=False)
+        unmount_under(workdir)
         remove_container_cgroups(ids)
         _remove_unused_cni_netns()
 
@@ -615,8 +629,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 self._remove_containers()
                 plane.stop_child("containerd")
                 self._kill_shims(workdir)
-            for point in mounts_under(workdir):
-                _run("umount", "-l", point, check=False)
+            unmount_under(workdir)
             plane.stop()
         for link in (self.bridge, self.node_link):
             if link:
@@ -673,24 +686,22 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def _kill_shims(self, workdir: Path) -> None:
         """containerd's shims outlive it by design: stop ours, found by our socket path."""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "containerd-shim" in cmdline and str(workdir) in cmdline:
+        for pid, cmdline in _processes():
+            if _is_shim_of(cmdline, workdir):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(entry.name), 9)
+                    os.kill(pid, 9)
 
-    def _remove_new_netns(self) -> None:
+    def _new_pod_netns(self) -> list[str]:
+        """Pod network namespaces (``cni-*``) that appeared since this node started."""
         netns_dir = Path("/run/netns")
         if not netns_dir.is_dir():
-            return
-        for name in set(os.listdir(netns_dir)) - self._netns_before:
-            if name.startswith("cni-"):
-                _run("ip", "netns", "delete", name, check=False)
+            return []
+        names = {n for n in os.listdir(netns_dir) if n.startswith("cni-")}
+        return sorted(names - self._netns_before)
+
+    def _remove_new_netns(self) -> None:
+        for name in self._new_pod_netns():
+            _run("ip", "netns", "delete", name, check=False)
 
     def leftovers(self) -> list[str]:
         """What a stopped node left behind (should be empty)."""
@@ -704,17 +715,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             for marker in (f'"{self.network}"', ":KUBE-"):
                 if self.network and marker in rules:
                     found.append(f"{save}: rules or chains with {marker}")
-        if Path("/run/netns").is_dir():
-            new = {n for n in os.listdir("/run/netns") if n.startswith("cni-")} - self._netns_before
-            found += [f"network namespace {n}" for n in sorted(new)]
+        found += [f"network namespace {n}" for n in self._new_pod_netns()]
         if hasattr(self, "plane") and self.plane.workdir is not None:
             workdir = str(self.plane.workdir)
             found += [f"mount {m}" for m in mounts_under(self.plane.workdir)]
-            for entry in Path("/proc").iterdir():  # e.g. containerd's shims, not our children
-                if entry.name.isdigit():
-                    with contextlib.suppress(OSError):
-                        if workdir in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                            found.append(f"process {entry.name}")
+            # e.g. containerd's shims, which are not our children
+            found += [f"process {pid}" for pid, cmdline in _processes() if workdir in cmdline]
         found += [f"file {p}" for p in _host_files_of_ours()]
         found += [f"cgroup {c}" for c in _container_cgroups()]
         return found
