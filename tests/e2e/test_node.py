@@ -323,12 +323,14 @@ def test_deleting_the_leader_pod_mid_run_loses_nothing(
     leader = eventually(lambda: _leader(node), timeout=30)
     time.sleep(1)
     node.kubectl("-n", SYSTEM, "delete", "pod", leader, "--force", "--grace-period=0")
+    at_deletion = set(web.effects)
     for name in names:
         done = wait_for_phase(node, NS, name, ("Succeeded", "Failed"), timeout=120)
         assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
     effects = {key: n for key, n in web.effects.items() if key not in before}
     assert len(effects) == len(names), effects  # every workflow's POST applied...
     assert set(effects.values()) == {1}, effects  # ...exactly once
+    assert set(effects) - at_deletion, "some POSTs were still to come when the leader died"
     eventually(lambda: _leader(node) != leader, timeout=60)
 
 
