@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--node", action="store_true", help="also run a node (containerd, kubelet...): root only"
     )
-    sub.add_parser("images", help="build the node's images (cached by content)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="command to run, after --")
+    sub.add_parser("images", help="build the node's images (cached by content)")
     args = parser.parse_args(argv)
     try:
         if args.action == "ensure":
