@@ -300,14 +300,10 @@ def _operator_key() -> str:
     )
 
 
-def operator_reference() -> str:
-    return f"{OPERATOR_REPOSITORY}:e2e-{_operator_key()}"
-
-
-def ensure_operator(out: TextIO = sys.stderr) -> Path:
-    """The operator image, built from the Dockerfile as it is (on the stand-in base)."""
-    base = ensure_base(out)
-    reference = operator_reference()
+def ensure_operator(base: Path, out: TextIO = sys.stderr) -> tuple[str, Path]:
+    """The operator image, built from the Dockerfile as it is on ``base``: reference, archive."""
+    key = _operator_key()
+    reference = f"{OPERATOR_REPOSITORY}:e2e-{key}"
 
     def build() -> None:
         _load(base)
@@ -325,37 +321,38 @@ def ensure_operator(out: TextIO = sys.stderr) -> Path:
             cwd=repo_root(),
         )
 
-    archive = archive_dir() / f"operator-{reference.rsplit(':', 1)[1]}.tar"
-    return _cached(
-        archive, reference, f"the operator image {reference} from the Dockerfile", build, out
+    what = f"the operator image {reference} from the Dockerfile"
+    return reference, _cached(
+        archive_dir() / f"operator-e2e-{key}.tar", reference, what, build, out
     )
 
 
-def worker_reference() -> str:
-    key = _digest([_operator_key().encode(), *_tree_bytes(repo_root(), "examples/python")])
-    return f"{WORKER_REPOSITORY}:{key}"
+def ensure_worker(
+    operator: str, operator_archive: Path, out: TextIO = sys.stderr
+) -> tuple[str, Path]:
+    """The ``operator`` image plus ``examples/python`` on PYTHONPATH: reference, archive.
 
-
-def ensure_worker(out: TextIO = sys.stderr) -> Path:
-    """The operator image plus ``examples/python`` on PYTHONPATH: the workers' image."""
-    operator = ensure_operator(out)
-    reference = worker_reference()
+    Keyed by the operator reference it was given, so both always come from the same tree
+    even if the sources change while the images build.
+    """
+    key = _digest([operator.encode(), *_tree_bytes(repo_root(), "examples/python")])
+    reference = f"{WORKER_REPOSITORY}:{key}"
 
     def build() -> None:
-        _load(operator)
+        _load(operator_archive)
         with tempfile.TemporaryDirectory() as tmp:
             context = Path(tmp)
             shutil.copytree(repo_root() / "examples/python", context / "steps")
             (context / "Containerfile").write_text(
-                f"FROM {operator_reference()}\n"
+                f"FROM {operator}\n"
                 "COPY steps /opt/steps\n"
                 "ENV PYTHONPATH=/opt/steps\n"
                 'CMD ["worker"]\n'
             )
             _buildah("bud", "--pull=never", "--isolation=chroot", "-t", reference, ".", cwd=context)
 
-    archive = archive_dir() / f"worker-{reference.rsplit(':', 1)[1]}.tar"
-    return _cached(archive, reference, "the example steps' worker image", build, out)
+    what = "the example steps' worker image"
+    return reference, _cached(archive_dir() / f"worker-{key}.tar", reference, what, build, out)
 
 
 def _load(archive: Path) -> None:
@@ -366,14 +363,11 @@ def _load(archive: Path) -> None:
 def ensure_images(out: TextIO = sys.stderr) -> tuple[Images, list[Path]]:
     """Build (or find cached) every image a node run uses; their references and archives."""
     with _build_lock():
-        archives = [
-            ensure_pause(out),
-            ensure_util(out),
-            ensure_base(out),
-            ensure_operator(out),
-            ensure_worker(out),
-        ]
-    return Images(operator=operator_reference(), worker=worker_reference()), archives
+        pause, util, base = ensure_pause(out), ensure_util(out), ensure_base(out)
+        operator, operator_archive = ensure_operator(base, out)
+        worker, worker_archive = ensure_worker(operator, operator_archive, out)
+    images = Images(operator=operator, worker=worker)
+    return images, [pause, util, base, operator_archive, worker_archive]
 
 
 def import_images(socket: Path, archives: Iterable[Path]) -> None:
