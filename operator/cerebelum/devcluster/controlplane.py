@@ -209,7 +209,7 @@ class LocalControlPlane:
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
-        self._spawn(
+        self.spawn(
             "etcd",
             [
                 str(self.binaries.etcd),
@@ -224,10 +224,10 @@ class LocalControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._wait_for(lambda: self._http_ok(f"{etcd_url}/health"), "etcd")
+        self.wait_for(lambda: self._http_ok(f"{etcd_url}/health"), "etcd")
 
         self.server = f"https://{address}:{api_port}"
-        self._spawn(
+        self.spawn(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
@@ -254,7 +254,7 @@ class LocalControlPlane:
         )
         self.kubeconfig = self._write_kubeconfig("admin", client=admin)
         context = self._ssl_context(admin)
-        self._wait_for(lambda: self._http_ok(f"{self.server}/readyz", context), "kube-apiserver")
+        self.wait_for(lambda: self._http_ok(f"{self.server}/readyz", context), "kube-apiserver")
 
     def _mode_args(self, ca: CertificateAuthority, pki_dir: Path) -> list[str]:
         """Flags that differ between the node-less control plane and one with a node."""
@@ -285,14 +285,6 @@ class LocalControlPlane:
         assert self._signing is not None, "the control plane is not started"
         return self._signing
 
-    def spawn(self, name: str, argv: list[str]) -> None:
-        """Run another child of this control plane (stopped with it, by PID)."""
-        self._spawn(name, argv)
-
-    def wait_for(self, check: Callable[[], bool], what: str) -> None:
-        """Wait until ``check()``, failing early with log tails if a child exits."""
-        self._wait_for(check, what)
-
     def stop_child(self, name: str) -> None:
         """Stop one child by PID: SIGTERM, then SIGKILL after 10 s."""
         for child in self._children:
@@ -321,7 +313,8 @@ class LocalControlPlane:
         path.write_text(yaml.safe_dump(policy))
         return path
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str]) -> None:
+        """Run a child of this control plane (a node adds its own; all stopped by PID)."""
         assert self.workdir is not None
         log = self.workdir / f"{name}.log"
         in_main_thread = threading.current_thread() is threading.main_thread()
@@ -353,15 +346,16 @@ class LocalControlPlane:
         child = next(c for c in self._children if c.name == "kube-apiserver")
         assert child.proc.poll() is not None, "kube-apiserver is still running"
         self._children.remove(child)
-        self._spawn(child.name, child.argv)
+        self.spawn(child.name, child.argv)
         assert self._admin is not None
         admin = self._admin
-        self._wait_for(
+        self.wait_for(
             lambda: self._http_ok(f"{self.server}/readyz", self._ssl_context(admin)),
             "kube-apiserver (restarted)",
         )
 
-    def _wait_for(self, check: Callable[[], bool], what: str) -> None:
+    def wait_for(self, check: Callable[[], bool], what: str) -> None:
+        """Wait until ``check()``, failing early with log tails if a child exits."""
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             for child in self._children:
