@@ -46,6 +46,7 @@ from typing import Any
 
 from cerebelum import __version__, console
 from cerebelum.kube.command import operator_argv
+from cerebelum.sdk.client import UserError, Workflows
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -67,103 +68,6 @@ def run_operator() -> int:
     )
     os.execv(argv[0], argv)  # replace this process: signals reach Kopf directly
     return 0  # pragma: no cover
-
-
-class UserError(Exception):
-    """Something the user can fix; printed without a traceback."""
-
-
-class Workflows:
-    """The few API calls the CLI makes, with the user's own credentials."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        from kubernetes_asyncio import client
-
-        self._custom = client.CustomObjectsApi(api)
-        self.namespace = namespace
-
-    async def get(self, name: str) -> dict[str, Any]:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        try:
-            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                "cerebelum.io", "v1alpha1", self.namespace, "workflows", name
-            )
-        except ApiException as exc:
-            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
-        return result
-
-    async def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
-        if all_namespaces:
-            result = await self._custom.list_cluster_custom_object(
-                "cerebelum.io", "v1alpha1", "workflows"
-            )
-        else:
-            result = await self._custom.list_namespaced_custom_object(
-                "cerebelum.io", "v1alpha1", self.namespace, "workflows"
-            )
-        return list(result["items"])
-
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        name = manifest["metadata"].get("name") or manifest["metadata"].get("generateName")
-        try:
-            result: dict[str, Any] = await self._custom.create_namespaced_custom_object(
-                "cerebelum.io", "v1alpha1", self.namespace, "workflows", manifest
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise UserError(
-                    f"workflow {self.namespace}/{name} already exists: delete it, or give "
-                    "--name (or --generate-name) for a new run"
-                ) from None
-            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
-        return result
-
-    async def annotate(self, name: str, annotations: dict[str, str]) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        try:
-            await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                "cerebelum.io",
-                "v1alpha1",
-                self.namespace,
-                "workflows",
-                name,
-                {"metadata": {"annotations": annotations}},
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
-
-    async def watch(self, name: str, since: str, timeout: float) -> Any:
-        """Changes of one workflow after resourceVersion ``since``, for up to ``timeout``."""
-        from kubernetes_asyncio import watch
-
-        async with watch.Watch() as stream:  # closes its connection and session
-            async for event in stream.stream(
-                self._custom.list_namespaced_custom_object,
-                "cerebelum.io",
-                "v1alpha1",
-                self.namespace,
-                "workflows",
-                field_selector=f"metadata.name={name}",
-                resource_version=since,
-                timeout_seconds=max(int(timeout), 1),
-            ):
-                if event.get("type") in ("ADDED", "MODIFIED"):
-                    yield event["object"]
-
-
-def _api_message(exc: Any, what: str) -> str:
-    try:
-        message = json.loads(exc.body).get("message") or ""
-    except (ValueError, TypeError, AttributeError):
-        message = ""
-    if exc.status == 404:
-        return f"{what} not found"
-    return message or f"{what}: HTTP {exc.status}"
 
 
 def _now() -> datetime.datetime:

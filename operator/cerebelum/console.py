@@ -10,8 +10,10 @@ import datetime
 from typing import Any
 
 from cerebelum.api.durations import parse_time
+from cerebelum.api.status import WORKFLOW_PHASES, StepPhase, step_phase_info, wire_deadline
 
-FINISHED = ("Succeeded", "Failed", "Cancelled")
+#: Workflow phases that are final, as they are written on the wire.
+FINISHED = tuple(phase.value for phase, info in WORKFLOW_PHASES.items() if info.final)
 
 
 def human(seconds: float) -> str:
@@ -73,15 +75,16 @@ def _waiting_for(step: dict[str, Any], now: datetime.datetime) -> str:
         return f"{what} until {stamp} ({human(max(left, 0))} left)"
 
     phase = step.get("phase")
-    if phase == "Sleeping":
-        return until(step.get("sleepUntil"), "sleeping")
-    if phase == "WaitingForApproval":
-        approval = step.get("approval") or {}
-        text = until(approval.get("deadline"), "waiting for approval")
-        return f"{text}: {approval['message']}" if approval.get("message") else text
-    if phase in ("Polling", "Retrying"):
-        return until(step.get("nextAttemptAt"), "next attempt")
-    if phase == "Failed" and step.get("error"):
+    info = step_phase_info(phase)
+    if info is not None and info.waiting and info.label:
+        text = until(wire_deadline(step), info.label)
+        detail = (
+            (step.get("approval") or {}).get("message")
+            if phase == StepPhase.WAITING_FOR_APPROVAL
+            else None
+        )
+        return f"{text}: {detail}" if detail else text
+    if phase == StepPhase.FAILED and step.get("error"):
         return f"{step['error'].get('errorClass')}: {step['error'].get('message')}"
     approval = step.get("approval") or {}
     if approval.get("decision"):

@@ -1,4 +1,5 @@
-"""Drive the pure engine the way the shell does, with fake time.
+"""Drive the pure engine the way the shell does, with fake time: through the one driver
+(``engine.driver.settle``) the operator and the local runner use.
 
 Local actions (noop, fail) run through the real action code inline, as the shell runs
 them; with ``defer=True`` every call is held as in flight until the test completes it.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Sequence
 from typing import Any
 
-from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.actions import CATALOG, REGISTRY, ActionContext, execute
+from cerebelum.api.durations import parse_time
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import StepError, StepPhase, WorkflowStatus
 from cerebelum.engine import (
@@ -18,20 +21,24 @@ from cerebelum.engine import (
     ActionResult,
     ApprovalDecision,
     EventRecord,
-    Outcome,
+    Input,
+    Settled,
     WorkflowMeta,
-    reconcile,
+    settle,
 )
 from cerebelum.engine.repair import load_status
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
-def run_call(call: ActionCall) -> ActionResult:
-    context = ActionContext(
-        "ns", "wf", "uid-1", call.step, call.visit, call.attempt, call.idempotency_key
-    )
-    return asyncio.run(execute(REGISTRY[call.kind], call, context))
+async def run_calls(calls: Sequence[ActionCall], status: WorkflowStatus) -> list[ActionResult]:
+    results = []
+    for call in calls:
+        context = ActionContext(
+            "ns", "wf", "uid-1", call.step, call.visit, call.attempt, call.idempotency_key
+        )
+        results.append(await execute(REGISTRY[call.kind], call, context))
+    return results
 
 
 class Driver:
@@ -47,8 +54,8 @@ class Driver:
         self.calls: list[ActionCall] = []
         self.events: list[EventRecord] = []
         self.cancelled: list[str] = []
-        self.consumed: list[ApprovalDecision] = []
-        self.last: Outcome | None = None
+        self.consumed: list[Input] = []
+        self.last: Settled | None = None
 
     # -- driving -----------------------------------------------------------------------
 
@@ -57,40 +64,32 @@ class Driver:
         *,
         decisions: tuple[ApprovalDecision, ...] = (),
         results: tuple[ActionResult, ...] = (),
-    ) -> Outcome:
-        out = self._once(decisions, results)
-        for _ in range(1000):
-            local = [c for c in out.actions if c.local and not self.defer]
-            if not local:
-                break
-            for call in local:
-                self.in_flight.pop(call.step, None)
-            out = self._once((), tuple(run_call(c) for c in local))
-        return out
-
-    def _once(
-        self, decisions: tuple[ApprovalDecision, ...], results: tuple[ActionResult, ...]
-    ) -> Outcome:
+    ) -> Settled:
         for result in results:
             self.in_flight.pop(result.step, None)
-        out = reconcile(
-            self.spec,
-            self.status,
-            self.meta,
-            self.now,
-            decisions=decisions,
-            results=results,
-            in_flight=frozenset(self.in_flight),
+        out = asyncio.run(
+            settle(
+                self.spec,
+                self.status,
+                self.meta,
+                clock=lambda: self.now,
+                run=run_calls,
+                inline=lambda call: call.local and not self.defer,
+                actions=CATALOG,
+                inputs=(*results, *decisions),
+                in_flight=frozenset(self.in_flight),
+                max_passes=1001,  # the first pass, and up to 1000 fed back
+            )
         )
         self.status = out.status
         self.last = out
-        self.calls += out.actions
+        self.calls += out.issued
         self.events += out.events
         self.cancelled += out.cancel
         self.consumed += out.consumed
         for name in out.cancel:
             self.in_flight.pop(name, None)
-        for call in out.actions:
+        for call in out.calls:
             self.in_flight[call.step] = call
         return out
 
@@ -103,12 +102,12 @@ class Driver:
         self.status, repairs = load_status(self.spec, wire, self.now)
         return repairs
 
-    def at(self, seconds: float, **kwargs: Any) -> Outcome:
+    def at(self, seconds: float, **kwargs: Any) -> Settled:
         """Move the clock to T0 + seconds and reconcile."""
         self.now = T0 + datetime.timedelta(seconds=seconds)
         return self.tick(**kwargs)
 
-    def approve(self, step: str, approve: bool = True, **kwargs: Any) -> Outcome:
+    def approve(self, step: str, approve: bool = True, **kwargs: Any) -> Settled:
         return self.tick(decisions=(ApprovalDecision(step=step, approve=approve, **kwargs),))
 
     def complete(
@@ -119,7 +118,7 @@ class Driver:
         output: Any = None,
         error: StepError | None = None,
         **kwargs: Any,
-    ) -> Outcome:
+    ) -> Settled:
         call = self.in_flight[step]
         result = ActionResult(
             step=step,
@@ -132,7 +131,7 @@ class Driver:
         )
         return self.tick(results=(result,))
 
-    def run_to_end(self, limit: int = 10000) -> Outcome:
+    def run_to_end(self, limit: int = 10000) -> Settled:
         """Jump from deadline to deadline until the workflow finishes or waits on a person."""
         out = self.tick()
         for _ in range(limit):
@@ -167,8 +166,6 @@ class Driver:
         return [c for c in self.calls if c.step == name]
 
 
-def seconds_after_t0(stamp: str | None) -> float:
-    from cerebelum.api.durations import parse_time
-
+def seconds_after_t0(stamp: str | datetime.datetime | None) -> float:
     assert stamp is not None
     return (parse_time(stamp) - T0).total_seconds()

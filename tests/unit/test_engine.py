@@ -8,7 +8,7 @@ import pytest
 
 from cerebelum.api.status import StepError, StepPhase
 from cerebelum.engine import ActionResult, Pause, WorkflowMeta
-from cerebelum.engine.machine import OUTPUT_LIMIT_BYTES
+from cerebelum.engine.attempt import OUTPUT_LIMIT_BYTES
 from tests.unit.engine_driver import T0, Driver, seconds_after_t0
 
 

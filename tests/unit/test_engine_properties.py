@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -76,7 +77,11 @@ events = st.lists(
     max_size=40,
 )
 
-_settings = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: CEREBELUM_PROPERTY_EXAMPLES=3000 for a long run (the suite runs a tenth of that).
+_EXAMPLES = int(os.environ.get("CEREBELUM_PROPERTY_EXAMPLES", "300"))
+_settings = settings(
+    max_examples=_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def play(d: Driver, op: tuple[Any, ...]) -> None:
@@ -264,7 +269,9 @@ def _edit(wire: dict[str, Any], edit: tuple[Any, ...]) -> None:
 
 
 @given(spec=specs(), ops=events, changes=st.lists(edits, min_size=1, max_size=3))
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=_EXAMPLES * 4 // 3, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 def test_random_status_edits_never_crash_and_every_outcome_is_a_valid_status(
     spec: dict[str, Any], ops: list[tuple[Any, ...]], changes: list[list[tuple[Any, ...]]]
 ) -> None:

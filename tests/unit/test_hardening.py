@@ -12,14 +12,14 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from cerebelum.actions.base import transport_error
+from cerebelum.actions import params_problem
+from cerebelum.actions.errors import transport_error
 from cerebelum.api.durations import parse_duration
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import StepPhase
-from cerebelum.engine.params import params_problem
 from cerebelum.expressions import ExpressionError, evaluate, interpolate
-from cerebelum.kube.runtime import Runtime, describe_failure
-from cerebelum.kube.settings import OperatorSettings
+from cerebelum.kube.failures import FailureBackoff, describe_failure
+from cerebelum.kube.settings import BackoffSettings
 from tests.unit.engine_driver import Driver, seconds_after_t0
 
 HUGE = "${{ " + " + ".join(["1"] * 15000) + " }}"
@@ -237,8 +237,7 @@ def test_connection_errors_of_every_client_are_retryable() -> None:
 
 
 def test_reconcile_retries_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
-    runtime = Runtime.__new__(Runtime)
-    runtime.settings = OperatorSettings(retry_base_seconds=0.5, retry_max_seconds=60)
+    runtime = FailureBackoff(BackoffSettings(retry_base_seconds=0.5, retry_max_seconds=60))
     waits = [[runtime.backoff(n).total_seconds() for n in range(1, 12)] for _ in range(50)]
     for n, ceiling in enumerate([0.5, 1, 2, 4, 8, 16, 32, 60, 60, 60, 60]):
         column = [w[n] for w in waits]

@@ -8,10 +8,11 @@ import datetime
 import pytest
 
 from cerebelum.engine import ApprovalDecision, EventRecord
-from cerebelum.kube.cache import BodyCache
+from cerebelum.kube.cache import BodyCache, SpecCache
 from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventLimiter, one_event
-from cerebelum.kube.runtime import SpecCache, congestion, read_decisions
+from cerebelum.kube.failures import congestion
+from cerebelum.kube.inputs import read_decisions
 from cerebelum.kube.workqueue import WakeScheduler, WorkQueue
 
 

@@ -16,7 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from cerebelum.actions.base import transport_error
+from cerebelum.actions.errors import transport_error
 
 T = TypeVar("T")
 

@@ -15,39 +15,14 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from cerebelum.actions.errors import ActionError, transport_error
+from cerebelum.actions.secrets import NoSecrets, SecretSource, scrub
 from cerebelum.api.status import StepError
 from cerebelum.engine.types import ActionCall, ActionResult, Pause
 
-if TYPE_CHECKING:
-    from cerebelum.actions.secrets import SecretSource
-
 logger = logging.getLogger("cerebelum.actions")
-
-
-def _no_secrets() -> SecretSource:
-    from cerebelum.actions.secrets import NoSecrets
-
-    return NoSecrets()
-
-
-class ActionError(Exception):
-    """A failed attempt. ``error_class`` is what retry.retryOn and next[].when match."""
-
-    def __init__(
-        self,
-        error_class: str,
-        message: str,
-        *,
-        retryable: bool,
-        retry_after: datetime.timedelta | None = None,
-    ) -> None:
-        super().__init__(f"{error_class}: {message}")
-        self.error_class = error_class
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -62,9 +37,9 @@ class ActionContext:
     attempt: int
     idempotency_key: str
     #: Where actions read Secrets; its revealed values are scrubbed from results.
-    secrets: SecretSource = field(default_factory=lambda: _no_secrets())
-    #: Endpoint of the DigitalOcean API (or a compatible one).
-    digitalocean_endpoint: str = "https://api.digitalocean.com"
+    secrets: SecretSource = field(default_factory=NoSecrets)
+    #: This action kind's own settings (the ``settings`` type its ``ActionKind`` names).
+    settings: Any = None
     #: The operator's Kubernetes API client (a kubernetes_asyncio ApiClient), for job steps.
     kube: Any = None
     #: The workflow's inputs (handed to Python steps as context.inputs).
@@ -77,8 +52,6 @@ class ActionContext:
     stepruns: Any = None
     #: Post a Warning Event on the workflow: (reason, message).
     warn: Callable[[str, str], Awaitable[None]] | None = None
-    #: Warn when a python step's StepRun is still unclaimed after this long.
-    unclaimed_warning: datetime.timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -95,10 +68,31 @@ class Action(Protocol):
     async def __call__(self, params: dict[str, Any], context: ActionContext) -> Any: ...
 
 
+#: Why interpolated parameters cannot be used: (raw as written, interpolated) -> problem.
+Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True)
+class ActionKind:
+    """One action kind, as its module declares it: everything else reads it from here."""
+
+    name: str
+    run: Action
+    #: Completes at once without I/O, so it may run inside a reconciliation.
+    local: bool = False
+    #: Checked before the attempt is issued: a problem fails the step, never retried.
+    check: Check | None = None
+    #: The kind's settings (a frozen dataclass with ``from_env(environ)``), if it has any.
+    settings: Any = None
+
+
+def source(raw: Any) -> str:
+    """How a problem names where a bad value came from: `` (from '${{ ... }}')``."""
+    return f" (from {raw!r})" if isinstance(raw, str) and "${{" in raw else ""
+
+
 async def execute(action: Action, call: ActionCall, context: ActionContext) -> ActionResult:
     """Run one attempt and return its result with every revealed secret scrubbed out."""
-    from cerebelum.actions.secrets import scrub
-
     result, trace = await _attempt(action, call, context)
     secrets = context.secrets.revealed
     if trace is not None:  # a bug, not a user error: the one place its traceback is logged
@@ -116,34 +110,6 @@ async def execute(action: Action, call: ActionCall, context: ActionContext) -> A
     if error is not None:
         error = error.model_copy(update={"message": scrub(error.message, secrets)})
     return replace(result, output=scrub(result.output, secrets), error=error)
-
-
-def transport_error(exc: BaseException) -> ActionError | None:
-    """The retryable error a connection problem is, whichever client raised it (aiohttp,
-    sockets, pydo's azure-core pipeline, the Kubernetes client), or None if it is not one.
-
-    A connection that fails says nothing about the request, so a retry can always help.
-    """
-    import aiohttp
-
-    name = type(exc).__name__
-    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
-        return ActionError("ConnectionFailed", f"cannot connect ({name})", retryable=True)
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return ActionError("Transport", f"the connection failed ({name})", retryable=True)
-    for cls in type(exc).__mro__:
-        if cls.__module__.startswith("azure.core") and cls.__name__ in (
-            "ServiceRequestError",
-            "ServiceResponseError",
-        ):
-            return ActionError("Transport", f"the connection failed ({name})", retryable=True)
-        if cls.__name__ == "ApiException" and cls.__module__.startswith("kubernetes_asyncio"):
-            status = int(getattr(exc, "status", 0) or 0)
-            if status in (0, 429) or status >= 500:
-                return ActionError(
-                    "ApiError", f"the Kubernetes API answered HTTP {status}", retryable=True
-                )
-    return None
 
 
 async def _attempt(

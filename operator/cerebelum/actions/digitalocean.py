@@ -15,12 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.base import ActionContext, ActionKind
+from cerebelum.actions.errors import ActionError
 from cerebelum.actions.http import retry_after
+
+
+@dataclass(frozen=True)
+class DigitalOceanSettings:
+    """Settings of the digitalocean action."""
+
+    #: The API's endpoint (any compatible API: the tests use a local fake); a step's
+    #: ``endpoint`` overrides it.
+    endpoint: str = "https://api.digitalocean.com"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DigitalOceanSettings:
+        return cls(endpoint=env.get("CEREBELUM_DIGITALOCEAN_ENDPOINT") or cls.endpoint)
 
 
 @dataclass(frozen=True)
@@ -142,7 +157,8 @@ async def digitalocean(params: dict[str, Any], context: ActionContext) -> Any:
         )
     ref = params["tokenSecretRef"]
     token = await context.secrets.read(ref["name"], ref["key"])
-    endpoint = str(params.get("endpoint") or context.digitalocean_endpoint)
+    settings = context.settings if isinstance(context.settings, DigitalOceanSettings) else None
+    endpoint = str(params.get("endpoint") or (settings or DigitalOceanSettings()).endpoint)
     from pydo.aio import Client
 
     # retry_total=0: retries belong to the workflow (visible in status), not hidden in the client.
@@ -153,3 +169,6 @@ async def digitalocean(params: dict[str, Any], context: ActionContext) -> Any:
             return await _create_droplet_once(api, dict(body or {}), context)
         result = await api.call(call, dict(params.get("params") or {}), body)
         return result if result else {"ok": True}
+
+
+KIND = ActionKind("digitalocean", digitalocean, settings=DigitalOceanSettings)

@@ -12,10 +12,12 @@ import datetime
 import email.utils
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.base import ActionContext, ActionKind, source
+from cerebelum.actions.errors import ActionError
 
 BODY_LIMIT = 16 * 1024
 _NOT_IN_OUTPUT = {"set-cookie", "authorization", "proxy-authorization"}
@@ -125,3 +127,23 @@ async def http(params: dict[str, Any], context: ActionContext) -> Any:
         retryable=retryable,
         retry_after=retry_after(reply_headers.get("Retry-After")) if retryable else None,
     )
+
+
+def check(raw: dict[str, Any], params: dict[str, Any]) -> str | None:
+    """The URL, after interpolation, must be an http(s) URL with a host."""
+    written, url = raw.get("url"), params.get("url")
+    if not isinstance(url, str):
+        return f"http.url: {url!r}{source(written)} is not a string"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"http.url: {url[:200]!r}{source(written)} is not a URL: {exc}"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme or "no scheme"
+        return f"http.url: {url[:200]!r}{source(written)} has {scheme!r}; only http and https are supported"
+    if not parts.hostname:
+        return f"http.url: {url[:200]!r}{source(written)} names no host"
+    return None
+
+
+KIND = ActionKind("http", http, check=check)

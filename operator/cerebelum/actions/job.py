@@ -17,7 +17,8 @@ import json
 from typing import Any
 
 from cerebelum.actions.api_retry import api_call
-from cerebelum.actions.base import ActionContext, ActionError, transport_error
+from cerebelum.actions.base import ActionContext, ActionKind
+from cerebelum.actions.errors import ActionError, transport_error
 from cerebelum.actions.owned import api_error, attempt_name, label_value, owner_reference
 
 _WATCH_SECONDS = 60
@@ -165,3 +166,6 @@ async def job(params: dict[str, Any], context: ActionContext) -> Any:
         )
     output = await _termination_output(core, context.namespace, name)
     return output if output is not None else {"job": name, "succeeded": True}
+
+
+KIND = ActionKind("job", job)

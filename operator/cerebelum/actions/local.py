@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.base import ActionContext, ActionKind
+from cerebelum.actions.errors import ActionError
 
 
 async def noop(params: dict[str, Any], context: ActionContext) -> Any:
@@ -22,3 +23,7 @@ async def fail(params: dict[str, Any], context: ActionContext) -> Any:
         str(params.get("message", "failed on purpose")),
         retryable=bool(params.get("retryable", True)),
     )
+
+
+NOOP = ActionKind("noop", noop, local=True)
+FAIL = ActionKind("fail", fail, local=True)

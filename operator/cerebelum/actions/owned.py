@@ -14,7 +14,8 @@ import json
 import re
 from typing import Any
 
-from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.base import ActionContext
+from cerebelum.actions.errors import ActionError
 from cerebelum.api import API_VERSION, KIND
 
 

@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import datetime
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cerebelum.actions.api_retry import api_call
-from cerebelum.actions.base import ActionContext, ActionError, CheckedOutput, transport_error
+from cerebelum.actions.base import ActionContext, ActionKind, CheckedOutput
+from cerebelum.actions.errors import ActionError, transport_error
 from cerebelum.actions.owned import api_error, attempt_name, label_value, owner_reference
 from cerebelum.api import API_VERSION, GROUP, VERSION
 from cerebelum.api.durations import format_time
@@ -41,6 +44,19 @@ logger = logging.getLogger("cerebelum.actions")
 _RECHECK_SECONDS = 60.0
 
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class PythonSettings:
+    """Settings of the python action."""
+
+    #: Warn (an Event) when no worker has claimed a step's StepRun this long.
+    unclaimed_warning_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PythonSettings:
+        seconds = env.get("CEREBELUM_UNCLAIMED_WARNING_SECONDS")
+        return cls(float(seconds) if seconds else cls.unclaimed_warning_seconds)
 
 
 class StepRunResults:
@@ -206,7 +222,10 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
             if exc.status != 409:  # 409: this attempt's StepRun exists (operator restart)
                 raise api_error(exc, f"creating steprun {name}") from None
             await api_call(lambda: _look(custom, hub, ns, name), f"reading steprun {ns}/{name}")
-        warn_after = context.unclaimed_warning
+        settings = context.settings if isinstance(context.settings, PythonSettings) else None
+        warn_after = (
+            datetime.timedelta(seconds=settings.unclaimed_warning_seconds) if settings else None
+        )
         while True:
             limit = warn_after.total_seconds() if warn_after is not None else _RECHECK_SECONDS
             try:
@@ -239,3 +258,6 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
     finally:
         hub.forget(ns, name)
     return outcome(body)
+
+
+KIND = ActionKind("python", python, settings=PythonSettings)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 from typing import Any, Protocol
 
-from cerebelum.actions.base import ActionError
+from cerebelum.actions.api_retry import api_call
+from cerebelum.actions.errors import ActionError, transport_error
 
 REDACTED = "***"
 
@@ -37,9 +38,6 @@ class KubeSecretSource:
 
     async def read(self, name: str, key: str) -> str:
         from kubernetes_asyncio.client.exceptions import ApiException
-
-        from cerebelum.actions.api_retry import api_call
-        from cerebelum.actions.base import transport_error
 
         where = f"secret {name!r} (key {key!r}) in namespace {self._namespace!r}"
         try:

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from cerebelum.actions.base import ActionContext, ActionError
+from cerebelum.actions.base import ActionContext, ActionKind, source
+from cerebelum.actions.errors import ActionError
 from cerebelum.api.durations import parse_duration
 
 DEFAULT_CONNECT_TIMEOUT = "5s"
@@ -46,3 +47,18 @@ async def tcp(params: dict[str, Any], context: ActionContext) -> Any:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return {"reachable": True, "host": host, "port": port, "latencyMs": round(latency_ms, 1)}
+
+
+def check(raw: dict[str, Any], params: dict[str, Any]) -> str | None:
+    """The port, after interpolation, must be a port number."""
+    written, port = raw.get("port"), params.get("port")
+    if isinstance(port, str) and port.strip().isdigit():
+        port = int(port.strip())
+    if isinstance(port, bool) or not isinstance(port, int):
+        return f"tcp.port: {port!r}{source(written)} is not a port number"
+    if not 0 < port < 65536:
+        return f"tcp.port: {port}{source(written)} is not between 1 and 65535"
+    return None
+
+
+KIND = ActionKind("tcp", tcp, check=check)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -20,3 +20,12 @@ class ApiModel(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def describe_errors(error: ValidationError, prefix: str = "") -> str:
+    """A model's validation errors as one line a user can act on: ``field.path: problem``
+    for each, joined by "; " (the webhook, status and the SDK all say it this way)."""
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )

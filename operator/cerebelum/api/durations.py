@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
@@ -49,12 +49,28 @@ Duration = Annotated[
 def format_time(moment: datetime.datetime) -> str:
     """RFC 3339 in UTC with millisecond precision: sub-second deadlines survive a round trip."""
     utc = moment.astimezone(datetime.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y does not pad years before 1000 to four digits on every platform.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
-def parse_time(text: str) -> datetime.datetime:
+def to_millis(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` as status stores it: UTC, cut to the millisecond. A time the engine keeps
+    in memory then equals the one it reads back after a write."""
+    utc = moment.astimezone(datetime.UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def parse_time(text: str | datetime.datetime) -> datetime.datetime:
     """Parse RFC 3339 (``Z`` or an offset); the result is always timezone-aware UTC.
-    Raises ValueError for anything else, including a non-string."""
+    A timezone-aware ``datetime`` is taken as it is. Raises ValueError for anything else,
+    including a non-string and a time without a timezone."""
+    if isinstance(text, datetime.datetime):
+        if text.tzinfo is None:
+            raise ValueError(f"timestamp {text!r} has no timezone")
+        return text.astimezone(datetime.UTC)
     if not isinstance(text, str):
         raise ValueError(f"timestamp {text!r} is not a string")
     moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -63,3 +79,19 @@ def parse_time(text: str) -> datetime.datetime:
             f"timestamp {text!r} has no timezone; use RFC 3339, e.g. 2026-01-02T15:04:05Z"
         )
     return moment.astimezone(datetime.UTC)
+
+
+def _utc_time(value: Any) -> datetime.datetime:
+    return parse_time(value)
+
+
+#: A moment in status: a timezone-aware ``datetime`` in the models (parsed once, when the
+#: status is read), RFC 3339 with milliseconds on the wire (formatted once, when written).
+#: The schema stays a plain string: status is validated by the operator when it reads it,
+#: and a hand-written garbage time is repaired there, not refused by the API server.
+Time = Annotated[
+    datetime.datetime,
+    BeforeValidator(_utc_time),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from cerebelum.api.base import ApiModel
 from cerebelum.api.durations import Duration
-from cerebelum.expressions import MAX_EXPRESSION_LENGTH, bounds_problem, templated_problems
+from cerebelum.api.templates import MAX_EXPRESSION_LENGTH, bounds_problem, templated_problems
 
 STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 StepName = Annotated[str, Field(pattern=STEP_NAME_PATTERN, min_length=1, max_length=63)]

@@ -3,16 +3,27 @@
 Everything a user or a tool needs to follow a workflow is here: the phase, what each step
 is doing, every deadline it waits for, decisions and who made them, outputs and errors, a
 ``Succeeded`` condition for ``kubectl wait``, and a bounded history of transitions.
+
+This module also holds the one table of phases (``STEP_PHASES``, ``WORKFLOW_PHASES``): per
+phase, whether it is final, whether the step waits (and in which field its deadline is),
+and what the workflow shows while a step is in it. The engine, the status repair, the
+console, the Python status client, the operator's cache, metrics and Events all read it,
+so a new phase is described once and no view can miss it.
 """
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
+from pydantic.alias_generators import to_camel
 
 from cerebelum.api.base import ApiModel
+from cerebelum.api.durations import Time
 
 
 class WorkflowPhase(StrEnum):
@@ -27,8 +38,12 @@ class WorkflowPhase(StrEnum):
     CANCELLED = "Cancelled"
 
     @property
+    def info(self) -> WorkflowPhaseInfo:
+        return WORKFLOW_PHASES[self]
+
+    @property
     def finished(self) -> bool:
-        return self in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED, WorkflowPhase.CANCELLED)
+        return self.info.final
 
 
 class StepPhase(StrEnum):
@@ -44,18 +59,126 @@ class StepPhase(StrEnum):
     CANCELLED = "Cancelled"
 
     @property
+    def info(self) -> StepPhaseInfo:
+        return STEP_PHASES[self]
+
+    @property
     def finished(self) -> bool:
-        return self in (
-            StepPhase.SUCCEEDED,
-            StepPhase.SKIPPED,
-            StepPhase.FAILED,
-            StepPhase.CANCELLED,
-        )
+        return self.info.final
 
     @property
     def done(self) -> bool:
         """Finished in a way that lets dependents run."""
-        return self in (StepPhase.SUCCEEDED, StepPhase.SKIPPED)
+        return self.info.done
+
+
+@dataclass(frozen=True)
+class StepPhaseInfo:
+    """What one step phase means, for everything that reads status."""
+
+    #: The visit is over.
+    final: bool = False
+    #: Over in a way that lets dependents run.
+    done: bool = False
+    #: Nothing runs: the step waits for a deadline or for someone outside.
+    waiting: bool = False
+    #: The StepStatus field (dotted, Python names) holding the deadline it waits for.
+    deadline: str | None = None
+    #: What views say the step is doing while it waits ("sleeping", "next attempt").
+    label: str | None = None
+    #: The phase the workflow shows while a step is here; with several active steps, the
+    #: lowest ``rank`` wins (a running step outranks a sleeping one).
+    workflow: WorkflowPhase | None = None
+    rank: int = 100
+    #: Only a step with an action can be in this phase.
+    needs_action: bool = False
+    #: Entering it is routine: no Event is posted for it (status.history has it).
+    routine: bool = False
+
+
+@dataclass(frozen=True)
+class WorkflowPhaseInfo:
+    """What one workflow phase means."""
+
+    final: bool = False
+    #: The ``Succeeded`` condition: True, False, or (None) Unknown.
+    succeeded: bool | None = None
+    #: What ``status.message`` says; ``{steps}`` names the steps that put it in this phase.
+    message: str = ""
+
+
+STEP_PHASES: Mapping[StepPhase, StepPhaseInfo] = {
+    StepPhase.PENDING: StepPhaseInfo(),
+    StepPhase.RUNNING: StepPhaseInfo(
+        workflow=WorkflowPhase.RUNNING, rank=0, needs_action=True, routine=True
+    ),
+    StepPhase.RETRYING: StepPhaseInfo(
+        waiting=True,
+        routine=True,
+        deadline="next_attempt_at",
+        label="next attempt",
+        workflow=WorkflowPhase.RUNNING,
+        rank=0,
+        needs_action=True,
+    ),
+    StepPhase.POLLING: StepPhaseInfo(
+        waiting=True,
+        routine=True,
+        deadline="next_attempt_at",
+        label="next attempt",
+        workflow=WorkflowPhase.POLLING,
+        rank=1,
+        needs_action=True,
+    ),
+    StepPhase.WAITING_FOR_APPROVAL: StepPhaseInfo(
+        waiting=True,
+        deadline="approval.deadline",
+        label="waiting for approval",
+        workflow=WorkflowPhase.WAITING_FOR_APPROVAL,
+        rank=2,
+    ),
+    StepPhase.SLEEPING: StepPhaseInfo(
+        waiting=True,
+        routine=True,
+        deadline="sleep_until",
+        label="sleeping",
+        workflow=WorkflowPhase.SLEEPING,
+        rank=3,
+    ),
+    StepPhase.SUCCEEDED: StepPhaseInfo(final=True, done=True),
+    StepPhase.SKIPPED: StepPhaseInfo(final=True, done=True),
+    StepPhase.FAILED: StepPhaseInfo(final=True),
+    StepPhase.CANCELLED: StepPhaseInfo(final=True),
+}
+
+WORKFLOW_PHASES: Mapping[WorkflowPhase, WorkflowPhaseInfo] = {
+    WorkflowPhase.PENDING: WorkflowPhaseInfo(message="pending"),
+    WorkflowPhase.RUNNING: WorkflowPhaseInfo(message="running"),
+    WorkflowPhase.SLEEPING: WorkflowPhaseInfo(message="sleeping"),
+    WorkflowPhase.POLLING: WorkflowPhaseInfo(message="polling"),
+    WorkflowPhase.WAITING_FOR_APPROVAL: WorkflowPhaseInfo(
+        message="waiting for approval of {steps}"
+    ),
+    WorkflowPhase.SUSPENDED: WorkflowPhaseInfo(message="suspended: no new step starts"),
+    WorkflowPhase.SUCCEEDED: WorkflowPhaseInfo(final=True, succeeded=True),
+    WorkflowPhase.FAILED: WorkflowPhaseInfo(final=True, succeeded=False),
+    WorkflowPhase.CANCELLED: WorkflowPhaseInfo(final=True, succeeded=False),
+}
+
+
+def step_phase_info(phase: Any) -> StepPhaseInfo | None:
+    """The table entry of a phase as read from the wire (None for a phase we do not know)."""
+    try:
+        return STEP_PHASES[StepPhase(phase)]
+    except ValueError:
+        return None
+
+
+def workflow_phase_info(phase: Any) -> WorkflowPhaseInfo | None:
+    try:
+        return WORKFLOW_PHASES[WorkflowPhase(phase)]
+    except ValueError:
+        return None
 
 
 class PauseKind(StrEnum):
@@ -77,15 +200,15 @@ class StepError(ApiModel):
 class ApprovalStatus(ApiModel):
     """The state of a step's approval gate."""
 
-    requested_at: str | None = Field(default=None, description="When the step started waiting.")
-    deadline: str | None = Field(
+    requested_at: Time | None = Field(default=None, description="When the step started waiting.")
+    deadline: Time | None = Field(
         default=None, description="When the wait times out (unset: never)."
     )
     decision: str | None = Field(default=None, description="Approved, Rejected or TimedOut.")
     decided_by: str | None = Field(
         default=None, description="Who decided (set by the admission webhook)."
     )
-    decided_at: str | None = Field(default=None, description="When it was decided.")
+    decided_at: Time | None = Field(default=None, description="When it was decided.")
     reason: str | None = Field(default=None, description="The reason given with the decision.")
     message: str | None = Field(default=None, description="The approval's message for approvers.")
     data: Any | None = Field(
@@ -105,18 +228,18 @@ class StepStatus(ApiModel):
     attempts: int = Field(
         default=0, ge=0, description="Attempts of the action in the current visit."
     )
-    started_at: str | None = Field(default=None, description="When the current visit started.")
-    finished_at: str | None = Field(default=None, description="When the current visit finished.")
-    last_attempt_at: str | None = Field(
+    started_at: Time | None = Field(default=None, description="When the current visit started.")
+    finished_at: Time | None = Field(default=None, description="When the current visit finished.")
+    last_attempt_at: Time | None = Field(
         default=None, description="When the latest attempt started."
     )
-    next_attempt_at: str | None = Field(
+    next_attempt_at: Time | None = Field(
         default=None, description="When the next poll or retry attempt starts."
     )
-    poll_started_at: str | None = Field(
+    poll_started_at: Time | None = Field(
         default=None, description="When polling started (for poll.timeout)."
     )
-    sleep_until: str | None = Field(default=None, description="When the sleep ends.")
+    sleep_until: Time | None = Field(default=None, description="When the sleep ends.")
     paused: PauseKind | None = Field(
         default=None,
         description=(
@@ -141,6 +264,36 @@ class StepStatus(ApiModel):
     message: str | None = Field(default=None, description="Human-readable detail of the phase.")
 
 
+def step_deadline(s: StepStatus) -> datetime.datetime | None:
+    """The deadline a step waits for in its phase (from the table), or None.
+
+    Raises ValueError when the field holds something that is not a time: status read by
+    ``load_status`` never does, but the engine must not compare garbage with the clock.
+    """
+    path = STEP_PHASES[s.phase].deadline
+    if path is None:
+        return None
+    value: Any = s
+    for part in path.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    if not isinstance(value, datetime.datetime):
+        raise ValueError(f"{path} {value!r} is not a time")
+    return value
+
+
+def wire_deadline(step: Mapping[str, Any]) -> str | None:
+    """The same, for a step's status as it is on the wire (views read JSON)."""
+    info = step_phase_info(step.get("phase"))
+    if info is None or info.deadline is None:
+        return None
+    value: Any = step
+    for part in info.deadline.split("."):
+        value = value.get(to_camel(part)) if isinstance(value, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
@@ -148,14 +301,14 @@ class Condition(ApiModel):
     status: str = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason.")
     message: str = Field(default="", description="Human-readable detail.")
-    last_transition_time: str = Field(description="When status last changed.")
+    last_transition_time: Time = Field(description="When status last changed.")
     observed_generation: int | None = Field(default=None, description="The spec generation seen.")
 
 
 class Transition(ApiModel):
     """One entry of the audit trail."""
 
-    time: str = Field(description="When it happened.")
+    time: Time = Field(description="When it happened.")
     step: str | None = Field(default=None, description="The step (unset: the workflow).")
     phase: str = Field(description="The phase entered.")
     reason: str = Field(description="Why.")
@@ -171,9 +324,9 @@ class WorkflowStatus(ApiModel):
     )
     current_steps: list[str] | None = Field(default=None, description="All active steps.")
     progress: str | None = Field(default=None, description="Finished steps out of all, e.g. 3/5.")
-    started_at: str | None = Field(default=None, description="When the workflow started.")
-    finished_at: str | None = Field(default=None, description="When it finished.")
-    next_wake_at: str | None = Field(
+    started_at: Time | None = Field(default=None, description="When the workflow started.")
+    finished_at: Time | None = Field(default=None, description="When it finished.")
+    next_wake_at: Time | None = Field(
         default=None, description="The earliest deadline it waits for."
     )
     observed_generation: int | None = Field(
@@ -191,4 +344,33 @@ class WorkflowStatus(ApiModel):
     )
     history: list[Transition] | None = Field(
         default=None, description="The latest transitions (bounded)."
+    )
+
+
+def failed_status(
+    reason: str,
+    message: str,
+    at: datetime.datetime,
+    *,
+    started_at: datetime.datetime | None = None,
+    generation: int | None = None,
+) -> WorkflowStatus:
+    """A workflow that failed before the engine could run it (an invalid spec, an engine
+    fault): Failed, with its Succeeded=False condition."""
+    return WorkflowStatus(
+        phase=WorkflowPhase.FAILED,
+        message=message,
+        started_at=started_at,
+        finished_at=at,
+        observed_generation=generation,
+        conditions=[
+            Condition(
+                type="Succeeded",
+                status="False",
+                reason=reason,
+                message=message,
+                last_transition_time=at,
+                observed_generation=generation,
+            )
+        ],
     )

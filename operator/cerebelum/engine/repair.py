@@ -1,11 +1,13 @@
 """Status is input too: anyone allowed to write ``workflows/status`` can put anything there.
 
 ``load_status`` turns what is stored into a status the engine can use, and says what it had
-to change. Nothing is guessed that can be derived: a lost ``sleepUntil`` is recomputed from
-the visit's start and the sleep's duration, an unreadable retry time means "retry now", and
-a step in a phase its spec cannot be in starts its visit again. A finished phase is believed
-only when every step has finished, so writing ``phase: Succeeded`` by hand cannot end a
-workflow whose steps never ran: success is reached through the engine's own path only.
+to change. It is the one place stored times are parsed: the engine works on ``datetime``.
+Nothing is guessed that can be derived: a lost ``sleepUntil`` is recomputed from the visit's
+start and the sleep's duration, an unreadable retry time means "retry now", and a step in a
+phase its spec cannot be in starts its visit again. Each wait's own part of the repair lives
+in its module (``Wait.repair``). A finished phase is believed only when every step has
+finished, so writing ``phase: Succeeded`` by hand cannot end a workflow whose steps never
+ran: success is reached through the engine's own path only.
 
 Pure, like the rest of the engine: (spec, stored status, now) -> (status, problems).
 """
@@ -17,14 +19,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cerebelum.api.durations import format_time, parse_duration, parse_time
+from cerebelum.api.durations import format_time, parse_time, to_millis
 from cerebelum.api.spec import Step, WorkflowSpec
-from cerebelum.api.status import PauseKind, StepPhase, StepStatus, WorkflowPhase, WorkflowStatus
+from cerebelum.api.status import StepPhase, WorkflowPhase, WorkflowStatus
+from cerebelum.engine.kinds import KINDS
+from cerebelum.engine.pause import PHASES as PAUSE_PHASES
+from cerebelum.engine.run import restart_visit
 
 #: Validation errors dropped one field at a time before giving up on the stored status.
 _MAX_DROPS = 50
-#: Phases that need the step to have an action.
-_ACTION_PHASES = (StepPhase.RUNNING, StepPhase.POLLING, StepPhase.RETRYING)
 
 
 def load_status(
@@ -33,25 +36,30 @@ def load_status(
     """The stored status, repaired; and one line per repair, for a Warning Event."""
     if not wire:
         return None, []
-    status, problems = _validated(wire)
-    problems += _repair_times(spec, status, now)
+    data: Any = _plain_copy(wire)
+    problems = _repair_times(data, format_time(now))
+    status, dropped = _validated(data)
+    problems += dropped
     problems += _repair_step_phases(spec, status, now)
     problems += _repair_workflow_phase(status, now)
     return status, problems
 
 
-def _validated(wire: dict[str, Any]) -> tuple[WorkflowStatus, list[str]]:
+def _validated(data: Any) -> tuple[WorkflowStatus, list[str]]:
     """Validate, dropping each field the model refuses (a bad value is an unknown value)."""
-    data: Any = _plain_copy(wire)
     problems: list[str] = []
     for _ in range(_MAX_DROPS):
         try:
             return WorkflowStatus.model_validate(data), problems
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
-            loc = [str(p) for p in error["loc"]]
-            problems.append(f"status.{'.'.join(loc)} {error['msg'].lower()}: dropped")
-            if not _drop(data, error["loc"]):
+            loc = tuple(error["loc"])
+            if error["type"] == "missing":  # the entry lacks what it needs: it goes whole
+                loc = loc[:-1]
+            problems.append(
+                f"status.{'.'.join(str(p) for p in loc)} {error['msg'].lower()}: dropped"
+            )
+            if not loc or not _drop(data, loc):
                 break
     problems.append("status could not be read: started again from its spec")
     return WorkflowStatus(), problems
@@ -83,64 +91,64 @@ def _drop(data: Any, loc: tuple[int | str, ...]) -> bool:
     return False
 
 
-def _readable(text: str | None) -> bool:
-    if text is None:
+def _readable(value: Any) -> bool:
+    if value is None:
         return True
     try:
-        parse_time(text)
-    except ValueError:
+        parse_time(value)
+    except (ValueError, OverflowError):
         return False
     return True
 
 
-def _repair_times(spec: WorkflowSpec, st: WorkflowStatus, now: datetime.datetime) -> list[str]:
+def _repair_times(wire: dict[str, Any], stamp: str) -> list[str]:
+    """Unreadable times, on the wire before anything parses them: reset, or dropped for
+    their wait's repair to recompute."""
     problems = []
-    stamp = format_time(now)
-    for field in ("started_at", "finished_at", "next_wake_at"):
-        if not _readable(getattr(st, field)):
-            problems.append(f"status.{field} {getattr(st, field)!r} is not a time: reset")
-            setattr(st, field, stamp if field == "started_at" else None)
-    for name, s in st.steps.items():
+    for field, key in (
+        ("started_at", "startedAt"),
+        ("finished_at", "finishedAt"),
+        ("next_wake_at", "nextWakeAt"),
+    ):
+        if not _readable(wire.get(key)):
+            problems.append(f"status.{field} {wire.get(key)!r} is not a time: reset")
+            wire[key] = stamp if key == "startedAt" else None
+    steps = wire.get("steps")
+    for name, s in steps.items() if isinstance(steps, dict) else ():
+        if not isinstance(s, dict):
+            continue
         where = f"status.steps.{name}"
-        for field in ("started_at", "finished_at", "last_attempt_at", "poll_started_at"):
-            if not _readable(getattr(s, field)):
-                problems.append(f"{where}.{field} {getattr(s, field)!r} is not a time: reset")
-                setattr(s, field, stamp if field in ("started_at", "poll_started_at") else None)
-        if not _readable(s.next_attempt_at):
-            problems.append(f"{where}.nextAttemptAt {s.next_attempt_at!r} is not a time: now")
-            s.next_attempt_at = stamp
-        if not _readable(s.sleep_until):
-            problems.append(f"{where}.sleepUntil {s.sleep_until!r} is not a time")
-            s.sleep_until = None  # recomputed below from the spec
-        if s.approval is not None:
-            for field in ("requested_at", "decided_at"):
-                if not _readable(getattr(s.approval, field)):
-                    setattr(s.approval, field, stamp if field == "requested_at" else None)
+        for field, key in (
+            ("started_at", "startedAt"),
+            ("finished_at", "finishedAt"),
+            ("last_attempt_at", "lastAttemptAt"),
+            ("poll_started_at", "pollStartedAt"),
+        ):
+            if not _readable(s.get(key)):
+                problems.append(f"{where}.{field} {s.get(key)!r} is not a time: reset")
+                s[key] = stamp if key in ("startedAt", "pollStartedAt") else None
+        if not _readable(s.get("nextAttemptAt")):
+            problems.append(f"{where}.nextAttemptAt {s.get('nextAttemptAt')!r} is not a time: now")
+            s["nextAttemptAt"] = stamp
+        if not _readable(s.get("sleepUntil")):
+            problems.append(f"{where}.sleepUntil {s.get('sleepUntil')!r} is not a time")
+            s["sleepUntil"] = None  # recomputed by the sleep's repair
+        approval = s.get("approval")
+        if isinstance(approval, dict):
+            for field, key in (("requested_at", "requestedAt"), ("decided_at", "decidedAt")):
+                if not _readable(approval.get(key)):
+                    approval[key] = stamp if key == "requestedAt" else None
                     problems.append(f"{where}.approval.{field} is not a time: reset")
-            if not _readable(s.approval.deadline):
-                problems.append(f"{where}.approval.deadline {s.approval.deadline!r} is not a time")
-                s.approval.deadline = _approval_deadline(_step(spec, name), s, now)
+            if not _readable(approval.get("deadline")):
+                problems.append(
+                    f"{where}.approval.deadline {approval.get('deadline')!r} is not a time"
+                )
+                approval["deadline"] = None  # recomputed by the approval's repair
     return problems
 
 
 def _step(spec: WorkflowSpec, name: str) -> Step | None:
     return next((s for s in spec.steps if s.name == name), None)
-
-
-def _approval_deadline(step: Step | None, s: StepStatus, now: datetime.datetime) -> str | None:
-    gate = step.approval if step is not None else None
-    if gate is None or not gate.timeout:
-        return None
-    start = parse_time(s.approval.requested_at) if s.approval and s.approval.requested_at else now
-    return format_time(start + parse_duration(gate.timeout))
-
-
-def _restart(s: StepStatus) -> None:
-    """Start the step's visit again (its attempts and waits are lost; its count is kept)."""
-    visits = max(s.visits - 1, 0)
-    for field in StepStatus.model_fields:
-        setattr(s, field, getattr(StepStatus(), field))
-    s.visits = visits
 
 
 def _repair_step_phases(
@@ -152,46 +160,19 @@ def _repair_step_phases(
         if step is None:
             continue  # the engine drops entries of removed steps
         where = f"step {name}"
-        if s.phase in _ACTION_PHASES and step.action_kind() is None:
+        if s.phase.info.needs_action and step.action_kind() is None:
             problems.append(f"{where} is {s.phase} but has no action: its visit starts again")
-            _restart(s)
-        elif s.paused is not None and s.phase not in _PAUSED_PHASES[s.paused]:
+            restart_visit(s)
+        elif s.paused is not None and s.phase != PAUSE_PHASES[s.paused]:
             problems.append(f"{where} is {s.phase}, not paused: its pause ({s.paused}) is dropped")
             s.paused = None
-        elif s.paused == PauseKind.SLEEP and not s.sleep_until:
-            s.sleep_until = format_time(now)
-            problems.append(f"{where} sleeps after its action with no end: it wakes now")
-        elif s.phase == StepPhase.WAITING_FOR_APPROVAL and step.approval is None and not s.paused:
-            problems.append(
-                f"{where} waits for approval but has no approval: its visit starts again"
-            )
-            _restart(s)
-        elif s.phase == StepPhase.SLEEPING and not s.sleep_until:
-            until = _sleep_end(step, s)
-            if until is None:
-                problems.append(f"{where} sleeps with no end: its visit starts again")
-                _restart(s)
-            else:
-                s.sleep_until = format_time(until)
-                problems.append(f"{where}: sleepUntil recomputed from its start: {s.sleep_until}")
-        elif s.phase in (StepPhase.POLLING, StepPhase.RETRYING) and not s.next_attempt_at:
-            s.next_attempt_at = format_time(now)
-            problems.append(f"{where} is {s.phase} with no next attempt time: it attempts now")
+        else:
+            wait = KINDS.waits.get(s.phase)
+            if wait is not None:
+                problems += wait.repair(step, s, now)
         if s.phase != StepPhase.PENDING and s.phase != StepPhase.SKIPPED and s.visits < 1:
             s.visits = 1
     return problems
-
-
-_PAUSED_PHASES = {
-    PauseKind.SLEEP: (StepPhase.SLEEPING,),
-    PauseKind.APPROVAL: (StepPhase.WAITING_FOR_APPROVAL,),
-}
-
-
-def _sleep_end(step: Step, s: StepStatus) -> datetime.datetime | None:
-    if step.sleep is None or not step.sleep.duration or not s.started_at:
-        return None  # sleep.until may be an expression: the new visit evaluates it
-    return parse_time(s.started_at) + parse_duration(step.sleep.duration)
 
 
 def _repair_workflow_phase(st: WorkflowStatus, now: datetime.datetime) -> list[str]:
@@ -204,8 +185,8 @@ def _repair_workflow_phase(st: WorkflowStatus, now: datetime.datetime) -> list[s
     if not unfinished and (st.steps or st.phase != WorkflowPhase.SUCCEEDED):
         if st.finished_at is None:
             ends = [s.finished_at for s in st.steps.values() if s.finished_at]
-            st.finished_at = max(ends, key=parse_time) if ends else format_time(now)
-            return [f"status.finishedAt was missing: set to {st.finished_at}"]
+            st.finished_at = max(ends) if ends else to_millis(now)
+            return [f"status.finishedAt was missing: set to {format_time(st.finished_at)}"]
         return []
     st.phase = WorkflowPhase.RUNNING
     st.finished_at = None

@@ -1,12 +1,17 @@
-"""What goes into the engine and what comes out of it. Plain frozen data, no I/O."""
+"""What goes into the engine and what comes out of it. Plain frozen data, no I/O.
+
+Inputs are typed values, each handled by the one module of its kind (``engine.kinds``
+maps the type to its handler): an action's result, a person's decision. Effects are what
+the shell must carry out: calls to start or cancel, Events, the time to look again.
+"""
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from cerebelum.api.status import StepError, WorkflowStatus
+from cerebelum.api.status import StepError, Transition, WorkflowStatus
 
 
 @dataclass(frozen=True)
@@ -17,41 +22,22 @@ class WorkflowMeta:
     namespace: str
     uid: str
     generation: int = 1
-    #: The ``cerebelum.io/cancel`` annotation is present.
+    #: The workflow was asked to cancel (by an annotation the shell read).
     cancel_requested: bool = False
+
+
+# -- inputs ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ApprovalDecision:
-    """A human decision read from an annotation (``cerebelum.io/approve`` or ``reject``)."""
+    """A human decision on a step waiting for approval."""
 
     step: str
     approve: bool
     reason: str | None = None
     data: Any = None
     decided_by: str | None = None
-
-
-@dataclass(frozen=True)
-class ActionCall:
-    """Effect: run one attempt of a step's action. ``params`` are already interpolated.
-
-    ``local`` actions complete at once without I/O, so the shell may run them inline.
-    ``resumed`` means the attempt was already recorded in status (the process that started
-    it is gone), so it may start without another status write.
-    """
-
-    step: str
-    kind: str
-    params: dict[str, Any]
-    visit: int
-    attempt: int
-    idempotency_key: str
-    timeout: datetime.timedelta | None
-    local: bool
-    resumed: bool = False
-    #: The step polls: this attempt is one more look at whether a condition holds.
-    poll: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,13 +69,44 @@ class ActionResult:
     pause: Pause | None = None
 
 
+#: Everything that can happen to a workflow from outside the engine.
+Input = ActionResult | ApprovalDecision
+
+
+# -- effects -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    """Effect: run one attempt of a step's action. ``params`` are already interpolated.
+
+    ``local`` actions complete at once without I/O, so the shell may run them inline.
+    ``resumed`` means the attempt was already recorded in status (the process that started
+    it is gone), so it may start without another status write.
+    """
+
+    step: str
+    kind: str
+    params: dict[str, Any]
+    visit: int
+    attempt: int
+    idempotency_key: str
+    timeout: datetime.timedelta | None
+    local: bool
+    resumed: bool = False
+    #: The step polls: this attempt is one more look at whether a condition holds.
+    poll: bool = False
+
+
 @dataclass(frozen=True)
 class EventRecord:
-    """Effect: a Kubernetes Event for the workflow."""
+    """Effect: a Kubernetes Event for the workflow. ``step`` names the step it is about, so
+    the shell can add how to answer it (the command to approve, say)."""
 
     type: str  # Normal or Warning
     reason: str
     message: str
+    step: str | None = None
 
 
 @dataclass
@@ -100,8 +117,34 @@ class Outcome:
     actions: list[ActionCall] = field(default_factory=list)
     #: Steps whose running action must be cancelled.
     cancel: list[str] = field(default_factory=list)
-    #: Decisions read; their annotations must be removed (applied or refused).
-    consumed: list[ApprovalDecision] = field(default_factory=list)
+    #: Inputs from outside that were read (applied or refused): the shell removes their
+    #: source (the annotations) so they cannot act twice.
+    consumed: list[Input] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     #: When to call the engine again if nothing else happens (None: only on events).
     wake_at: datetime.datetime | None = None
+    #: The transitions this reconciliation added to the history, oldest first.
+    transitions: list[Transition] = field(default_factory=list)
+
+
+class ActionCatalog(Protocol):
+    """What the engine must know of action kinds, given by the caller (the actions package
+    implements it): the engine itself names no action."""
+
+    def is_local(self, kind: str) -> bool:
+        """The action completes at once without I/O (the shell may run it inline)."""
+        ...
+
+    def problem(self, kind: str, raw: dict[str, Any], params: dict[str, Any]) -> str | None:
+        """Why these interpolated parameters cannot be used (None: they can)."""
+        ...
+
+
+class NoActionChecks:
+    """A catalog that knows nothing: no action is local, every parameter is accepted."""
+
+    def is_local(self, kind: str) -> bool:
+        return False
+
+    def problem(self, kind: str, raw: dict[str, Any], params: dict[str, Any]) -> str | None:
+        return None

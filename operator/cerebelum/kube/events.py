@@ -11,24 +11,29 @@ does; suppressed Events are counted and the next one posted says how many.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from cerebelum.api.status import STEP_PHASES
 from cerebelum.engine.types import EventRecord
 
-#: Transitions a user does not need an Event for (status.history has them).
+logger = logging.getLogger("cerebelum.operator")
+
+#: Transitions a user does not need an Event for (status.history has them): a step that
+#: enters a routine phase of the phase table (running, waiting for time), succeeds or is
+#: skipped; a wake-up, a goto, the start.
 ROUTINE = frozenset(
     {
-        "Woke",
-        "Sleeping",
+        *(phase.value for phase, info in STEP_PHASES.items() if info.routine),
         "StepSucceeded",
         "StepSkipped",
-        "Polling",
-        "Retrying",
+        "Woke",
         "Goto",
         "Started",
-        "Running",
     }
 )
 #: Problems with what a user wrote: always worth an Event, first.
@@ -115,3 +120,68 @@ class EventLimiter:
 
     def forget(self, key: object) -> None:
         self._buckets.pop(key, None)
+
+
+#: Events being posted at once, and the most waiting to be posted.
+_IN_FLIGHT = 4
+_BACKLOG = 10_000
+#: How long an Event waits for a backlog of reconciliations to clear before it is posted.
+_PATIENCE = 60.0
+
+
+class EventPoster:
+    """Posts Events off the reconciliation: they are best effort, and a worker slot waiting
+    on one would hold back the next workflow's wake-up. A few at a time; while workflows wait
+    in the queue an Event waits too (a while), since it would take the API server's time from
+    their status writes; past a backlog limit (the API server is away or swamped) they are
+    dropped and counted."""
+
+    def __init__(
+        self,
+        post: Callable[[dict[str, Any], str, str, str], Awaitable[None]],
+        busy: Callable[[], bool],
+    ) -> None:
+        self._post = post
+        self._busy = busy
+        self.limiter = EventLimiter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(_IN_FLIGHT)
+        self.dropped = 0
+
+    def post(self, key: object, body: dict[str, Any], event: EventRecord) -> None:
+        admitted = self.limiter.admit(key, event)
+        if admitted is None:
+            return
+        if len(self._tasks) >= _BACKLOG:
+            self.dropped += 1
+            if self.dropped & (self.dropped - 1) == 0:
+                logger.warning("%d Events dropped: the API server is not keeping up", self.dropped)
+            return
+        meta = body["metadata"]
+        about = {  # only what the Event names: a waiting Event holds no copy of the workflow
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta},
+        }
+
+        async def send() -> None:
+            async with self._slots:
+                patience = time.monotonic() + _PATIENCE
+                while self._busy() and time.monotonic() < patience:
+                    await asyncio.sleep(0.2)
+                await self._post(about, admitted.type, admitted.reason, admitted.message)
+
+        task = asyncio.create_task(send(), name="cerebelum-event")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, key: object) -> None:
+        self.limiter.forget(key)
+
+    async def stop(self) -> None:
+        """A moment to post what was already decided, then the rest is dropped."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

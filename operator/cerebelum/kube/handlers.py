@@ -46,24 +46,23 @@ async def start(
     settings.scanning.disabled = True
     settings.watching.server_timeout = 600
     operator_settings = OperatorSettings.from_env()
-    if operator_settings.webhook_port is not None:
+    webhook = operator_settings.webhook
+    if webhook.port is not None:
         settings.admission.server = kopf.WebhookServer(
-            addr=operator_settings.webhook_addr,
-            port=operator_settings.webhook_port,
-            certfile=operator_settings.webhook_cert,
-            pkeyfile=operator_settings.webhook_key,
+            addr=webhook.addr, port=webhook.port, certfile=webhook.cert, pkeyfile=webhook.key
         )
     api = await connect()
     runtime = Runtime(KubeClient(api, operator_settings.component), operator_settings)
-    if operator_settings.leader_election:
+    leader = operator_settings.leader
+    if leader.enabled:
         runtime.leading = False
         elector = LeaderElector(
             api,
-            operator_settings.lease_namespace,
-            operator_settings.lease_name,
-            operator_settings.identity,
-            lease_seconds=operator_settings.lease_seconds,
-            renew_seconds=operator_settings.renew_seconds,
+            leader.namespace,
+            leader.name,
+            leader.identity,
+            lease_seconds=leader.lease_seconds,
+            renew_seconds=leader.renew_seconds,
             on_change=runtime.set_leading,
         )
         memo["elector"] = elector
@@ -79,7 +78,7 @@ async def start(
         metrics.QUEUE_DEPTH.set_function(lambda: len(runtime.queue))
     memo["api"] = api
     memo["runtime"] = runtime
-    logger.info("cerebelum operator started with %d workers", operator_settings.workers)
+    logger.info("cerebelum operator started with %d workers", operator_settings.reconcile.workers)
 
 
 @kopf.on.cleanup()

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from cerebelum.api.durations import parse_time
+from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.status import step_phase_info
 from cerebelum.kube.cache import Summary
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -60,6 +64,26 @@ API_REQUESTS = Counter(
     ["verb", "resource", "code"],
     registry=REGISTRY,
 )
+
+
+def observe_finished_steps(spec: WorkflowSpec, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Step durations for the histogram: steps whose visit ended between two statuses."""
+    before = old.get("steps")
+    if not isinstance(before, dict):
+        before = {}
+    after = new.get("steps") or {}
+    for step in spec.steps:
+        s = after.get(step.name) or {}
+        info = step_phase_info(s.get("phase"))
+        if info is None or not info.final or not (s.get("startedAt") and s.get("finishedAt")):
+            continue
+        previous = before.get(step.name)
+        previous = previous if isinstance(previous, dict) else {}
+        if previous.get("phase") == s["phase"] and previous.get("visits") == s.get("visits"):
+            continue  # finished already
+        kind = step.action_kind() or ("approval" if step.approval else "sleep")
+        seconds = (parse_time(s["finishedAt"]) - parse_time(s["startedAt"])).total_seconds()
+        STEP_DURATION.labels(kind, s["phase"]).observe(max(seconds, 0.0))
 
 
 class _StateCollector(Collector):

@@ -1,10 +1,18 @@
-"""Operator settings, read once from the environment (the Helm chart sets them)."""
+"""Operator settings, read once from the environment (the Helm chart sets them).
+
+Typed and nested, in Kopf's style: one small frozen dataclass per concern, each reading
+its own variables. Action kinds declare their own settings (``actions.ActionSettings``), so
+a default such as the DigitalOcean endpoint is written once, in its action's module.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cerebelum.actions import ActionSettings
 
 ANNOTATION_PREFIX = "cerebelum.io/"
 APPROVE = ANNOTATION_PREFIX + "approve"
@@ -15,8 +23,22 @@ CANCEL = ANNOTATION_PREFIX + "cancel"
 DECIDED_BY = ANNOTATION_PREFIX + "decided-by"
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    return value.lower() in ("1", "true", "yes")
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name)
+    return int(value) if value else None
+
+
 @dataclass(frozen=True)
-class OperatorSettings:
+class ReconcileSettings:
+    """How reconciliations run."""
+
     #: Reconciliations running at once to start with (across workflows; one at a time per
     #: workflow); the operator adapts it to the API server, between 2 and max_workers.
     workers: int = 8
@@ -26,72 +48,103 @@ class OperatorSettings:
     #: Run local actions (noop, fail) inside the reconciliation. Off, they take the same
     #: path as actions with I/O: recorded in status first, then run as a task.
     inline_local_actions: bool = True
-    #: Default endpoint of digitalocean actions (tests point it at a local fake).
-    digitalocean_endpoint: str = "https://api.digitalocean.com"
-    #: Several replicas: only the holder of a Lease (in lease_namespace) reconciles.
-    leader_election: bool = False
-    lease_namespace: str = "default"
-    lease_name: str = "cerebelum-operator"
-    #: This replica's name in the Lease (the pod name in a cluster).
-    identity: str = ""
-    lease_seconds: float = 15.0
-    renew_seconds: float = 5.0
-    #: Serve Prometheus metrics on this port; None: no metrics endpoint.
-    metrics_port: int | None = None
-    #: Serve the approver webhook (HTTPS) on this port; None: no webhook.
-    webhook_port: int | None = None
-    webhook_addr: str = "0.0.0.0"
-    #: Serving certificate and key of the webhook (PEM files).
-    webhook_cert: str | None = None
-    webhook_key: str | None = None
-    #: Warn (an Event) when no worker has claimed a python step's StepRun this long.
-    unclaimed_warning_seconds: float = 30.0
-    #: Reporting component name on Events.
-    component: str = "cerebelum-operator"
-    #: A failed reconciliation is retried after base × 2^(n-1) seconds (jittered), capped.
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReconcileSettings:
+        return cls(
+            workers=int(env.get("CEREBELUM_WORKERS", cls.workers)),
+            max_workers=int(env.get("CEREBELUM_MAX_WORKERS", cls.max_workers)),
+            max_passes=int(env.get("CEREBELUM_MAX_PASSES", cls.max_passes)),
+            inline_local_actions=_flag(env, "CEREBELUM_INLINE_LOCAL_ACTIONS", True),
+        )
+
+
+@dataclass(frozen=True)
+class BackoffSettings:
+    """A failed reconciliation is retried after base × 2^(n-1) seconds (jittered), capped."""
+
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 60.0
     #: After this many failures in a row: a Warning Event and a Reconciling=False condition.
     failures_before_warning: int = 3
 
     @classmethod
-    def from_env(cls) -> OperatorSettings:
+    def from_env(cls, env: Mapping[str, str]) -> BackoffSettings:
         return cls(
-            workers=int(os.environ.get("CEREBELUM_WORKERS", cls.workers)),
-            max_workers=int(os.environ.get("CEREBELUM_MAX_WORKERS", cls.max_workers)),
-            max_passes=int(os.environ.get("CEREBELUM_MAX_PASSES", cls.max_passes)),
-            digitalocean_endpoint=os.environ.get(
-                "CEREBELUM_DIGITALOCEAN_ENDPOINT", cls.digitalocean_endpoint
-            ),
-            leader_election=os.environ.get("CEREBELUM_LEADER_ELECTION", "false").lower()
-            in ("1", "true", "yes"),
-            lease_namespace=os.environ.get("CEREBELUM_LEASE_NAMESPACE", cls.lease_namespace),
-            lease_name=os.environ.get("CEREBELUM_LEASE_NAME", cls.lease_name),
-            identity=os.environ.get("CEREBELUM_POD_NAME")
-            or f"{socket.gethostname()}-{os.getpid()}",
-            lease_seconds=float(os.environ.get("CEREBELUM_LEASE_SECONDS", cls.lease_seconds)),
-            renew_seconds=float(os.environ.get("CEREBELUM_LEASE_RENEW_SECONDS", cls.renew_seconds)),
-            metrics_port=int(os.environ["CEREBELUM_METRICS_PORT"])
-            if os.environ.get("CEREBELUM_METRICS_PORT")
-            else None,
-            webhook_port=int(os.environ["CEREBELUM_WEBHOOK_PORT"])
-            if os.environ.get("CEREBELUM_WEBHOOK_PORT")
-            else None,
-            webhook_addr=os.environ.get("CEREBELUM_WEBHOOK_ADDR", cls.webhook_addr),
-            webhook_cert=os.environ.get("CEREBELUM_WEBHOOK_CERT") or None,
-            webhook_key=os.environ.get("CEREBELUM_WEBHOOK_KEY") or None,
-            unclaimed_warning_seconds=float(
-                os.environ.get("CEREBELUM_UNCLAIMED_WARNING_SECONDS", cls.unclaimed_warning_seconds)
-            ),
-            inline_local_actions=os.environ.get("CEREBELUM_INLINE_LOCAL_ACTIONS", "true").lower()
-            not in ("0", "false", "no"),
             retry_base_seconds=float(
-                os.environ.get("CEREBELUM_RETRY_BASE_SECONDS", cls.retry_base_seconds)
+                env.get("CEREBELUM_RETRY_BASE_SECONDS", cls.retry_base_seconds)
             ),
-            retry_max_seconds=float(
-                os.environ.get("CEREBELUM_RETRY_MAX_SECONDS", cls.retry_max_seconds)
-            ),
+            retry_max_seconds=float(env.get("CEREBELUM_RETRY_MAX_SECONDS", cls.retry_max_seconds)),
             failures_before_warning=int(
-                os.environ.get("CEREBELUM_FAILURES_BEFORE_WARNING", cls.failures_before_warning)
+                env.get("CEREBELUM_FAILURES_BEFORE_WARNING", cls.failures_before_warning)
             ),
+        )
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    """Several replicas: only the holder of a Lease (in ``namespace``) reconciles."""
+
+    enabled: bool = False
+    namespace: str = "default"
+    name: str = "cerebelum-operator"
+    #: This replica's name in the Lease (the pod name in a cluster).
+    identity: str = ""
+    lease_seconds: float = 15.0
+    renew_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LeaderSettings:
+        return cls(
+            enabled=_flag(env, "CEREBELUM_LEADER_ELECTION", False),
+            namespace=env.get("CEREBELUM_LEASE_NAMESPACE", cls.namespace),
+            name=env.get("CEREBELUM_LEASE_NAME", cls.name),
+            identity=env.get("CEREBELUM_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=float(env.get("CEREBELUM_LEASE_SECONDS", cls.lease_seconds)),
+            renew_seconds=float(env.get("CEREBELUM_LEASE_RENEW_SECONDS", cls.renew_seconds)),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The admission webhooks (HTTPS); ``port`` None: no webhook."""
+
+    port: int | None = None
+    addr: str = "0.0.0.0"
+    #: Serving certificate and key (PEM files).
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        return cls(
+            port=_port(env, "CEREBELUM_WEBHOOK_PORT"),
+            addr=env.get("CEREBELUM_WEBHOOK_ADDR", cls.addr),
+            cert=env.get("CEREBELUM_WEBHOOK_CERT") or None,
+            key=env.get("CEREBELUM_WEBHOOK_KEY") or None,
+        )
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    leader: LeaderSettings = field(default_factory=LeaderSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    actions: ActionSettings = field(default_factory=ActionSettings.defaults)
+    #: Serve Prometheus metrics on this port; None: no metrics endpoint.
+    metrics_port: int | None = None
+    #: Reporting component name on Events.
+    component: str = "cerebelum-operator"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if env is None else env
+        return cls(
+            reconcile=ReconcileSettings.from_env(env),
+            backoff=BackoffSettings.from_env(env),
+            leader=LeaderSettings.from_env(env),
+            webhook=WebhookSettings.from_env(env),
+            actions=ActionSettings.from_env(env),
+            metrics_port=_port(env, "CEREBELUM_METRICS_PORT"),
         )

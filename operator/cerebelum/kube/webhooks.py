@@ -13,6 +13,7 @@ import kopf
 from pydantic import ValidationError
 
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.kube.approvers import (
     SPEC_WEBHOOK,
@@ -67,8 +68,5 @@ def validate_spec(body: kopf.Body, **_: Any) -> None:
     try:
         WorkflowSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
+        problems = describe_errors(exc, "spec.")
         raise kopf.AdmissionError(f"invalid spec: {problems}"[:4000], code=422) from None

@@ -22,7 +22,7 @@ from cerebelum.sdk.declarative import (
     tcp_step,
 )
 from cerebelum.sdk.helpers import ProgressReporter, poll, retry, sleep, wait_for_approval
-from cerebelum.sdk.local import DSLLocalExecutor, ExecutionError, ExecutionResult
+from cerebelum.sdk.local import ExecutionError, ExecutionResult
 from cerebelum.sdk.registry import StepRegistry, WorkflowRegistry
 from cerebelum.sdk.results import ApprovalMarker, SleepMarker, WorkflowMarker
 from cerebelum.sdk.steps import (
@@ -38,6 +38,7 @@ from cerebelum.sdk.steps import (
     step,
 )
 from cerebelum.sdk.workflow import (
+    DSLLocalExecutor,
     ValidationReport,
     WorkflowBuilder,
     WorkflowDef,

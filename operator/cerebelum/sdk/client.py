@@ -11,11 +11,13 @@ builds one from a Workflow object and is pure, so it is tested without a cluster
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from cerebelum.api.durations import parse_time
+from cerebelum.api.status import StepPhase, WorkflowPhase, workflow_phase_info
 
 
 class ExecutionState(Enum):
@@ -28,19 +30,28 @@ class ExecutionState(Enum):
     PAUSED = "EXECUTION_PAUSED"
 
 
-_STATES = {
-    "Pending": ExecutionState.RUNNING,
-    "Running": ExecutionState.RUNNING,
-    "Polling": ExecutionState.RUNNING,
-    "Retrying": ExecutionState.RUNNING,
-    "Sleeping": ExecutionState.SLEEPING,
-    "WaitingForApproval": ExecutionState.WAITING_FOR_APPROVAL,
-    "Suspended": ExecutionState.PAUSED,
-    "Succeeded": ExecutionState.COMPLETED,
-    "Failed": ExecutionState.FAILED,
-    "Cancelled": ExecutionState.FAILED,
+#: Cerebelum's own waiting states; every other phase is read from the phase table: a final
+#: one is COMPLETED or FAILED, any other RUNNING, so a new phase is never UNSPECIFIED.
+_WAITING_STATES = {
+    WorkflowPhase.SLEEPING: ExecutionState.SLEEPING,
+    WorkflowPhase.WAITING_FOR_APPROVAL: ExecutionState.WAITING_FOR_APPROVAL,
+    WorkflowPhase.SUSPENDED: ExecutionState.PAUSED,
 }
-_STEP_STATES = {"Succeeded": "completed", "Failed": "failed", "Skipped": "skipped"}
+_STEP_STATES = {
+    StepPhase.SUCCEEDED: "completed",
+    StepPhase.FAILED: "failed",
+    StepPhase.SKIPPED: "skipped",
+}
+
+
+def state_of(phase: Any) -> ExecutionState:
+    """Cerebelum's state for a workflow phase as read from the wire."""
+    info = workflow_phase_info(phase)
+    if info is None:
+        return ExecutionState.UNSPECIFIED
+    if info.final:
+        return ExecutionState.COMPLETED if info.succeeded else ExecutionState.FAILED
+    return _WAITING_STATES.get(WorkflowPhase(phase), ExecutionState.RUNNING)
 
 
 @dataclass
@@ -138,7 +149,7 @@ def execution_status(body: dict[str, Any], now: datetime.datetime) -> ExecutionS
     sleep_info = approval_info = None
     for name in names:
         s = steps.get(name) or {}
-        if sleep_info is None and s.get("phase") == "Sleeping":
+        if sleep_info is None and s.get("phase") == StepPhase.SLEEPING:
             begun, until = _time(s.get("startedAt")), _time(s.get("sleepUntil"))
             if until is not None:
                 sleep_info = SleepInfo(
@@ -146,7 +157,7 @@ def execution_status(body: dict[str, Any], now: datetime.datetime) -> ExecutionS
                     sleep_started_at=begun,
                     remaining_ms=_ms(until - now),
                 )
-        if approval_info is None and s.get("phase") == "WaitingForApproval":
+        if approval_info is None and s.get("phase") == StepPhase.WAITING_FOR_APPROVAL:
             gate = s.get("approval") or {}
             asked, deadline = _time(gate.get("requestedAt")), _time(gate.get("deadline"))
             approval_info = ApprovalInfo(
@@ -160,12 +171,13 @@ def execution_status(body: dict[str, Any], now: datetime.datetime) -> ExecutionS
             )
     done = sum(1 for s in steps.values() if (s or {}).get("phase") in _STEP_STATES)
     error = None
-    if status.get("phase") in ("Failed", "Cancelled"):
+    info = workflow_phase_info(status.get("phase"))
+    if info is not None and info.final and not info.succeeded:
         error = {"kind": status.get("phase", ""), "message": status.get("message") or ""}
     return ExecutionStatus(
         execution_id=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
         workflow_name=meta.get("name", ""),
-        status=_STATES.get(status.get("phase", ""), ExecutionState.UNSPECIFIED),
+        status=state_of(status.get("phase", "Pending")),
         started_at=started,
         completed_at=finished,
         current_step_index=names.index(current) if current in names else done,
@@ -177,7 +189,7 @@ def execution_status(body: dict[str, Any], now: datetime.datetime) -> ExecutionS
         step_outputs={
             n: (steps.get(n) or {}).get("output")
             for n in names
-            if (steps.get(n) or {}).get("phase") == "Succeeded"
+            if (steps.get(n) or {}).get("phase") == StepPhase.SUCCEEDED
         },
         error=error,
         sleep_info=sleep_info,
@@ -208,7 +220,6 @@ class ExecutionClient:
         self._default_namespace = "default"
 
     async def _workflows(self, namespace: str | None = None) -> Any:
-        from cerebelum.cli import Workflows
         from cerebelum.kubeconfig import connect
 
         if self._api is None:
@@ -265,8 +276,6 @@ class ExecutionClient:
     async def _decide(
         self, verb: str, execution_id: str, step: str | None, data: Any, reason: str
     ) -> None:
-        import json
-
         namespace, name = self._split(execution_id)
         workflows = await self._workflows(namespace)
         if step is None:
@@ -302,3 +311,100 @@ class ExecutionClient:
             asyncio.get_running_loop().create_task(self.aclose())
         except RuntimeError:
             asyncio.run(self.aclose())
+
+
+class UserError(Exception):
+    """Something the user can fix; printed without a traceback."""
+
+
+class Workflows:
+    """The few API calls the CLI makes, with the user's own credentials."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        from kubernetes_asyncio import client
+
+        self._custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+
+    async def get(self, name: str) -> dict[str, Any]:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                "cerebelum.io", "v1alpha1", self.namespace, "workflows", name
+            )
+        except ApiException as exc:
+            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
+        return result
+
+    async def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
+        if all_namespaces:
+            result = await self._custom.list_cluster_custom_object(
+                "cerebelum.io", "v1alpha1", "workflows"
+            )
+        else:
+            result = await self._custom.list_namespaced_custom_object(
+                "cerebelum.io", "v1alpha1", self.namespace, "workflows"
+            )
+        return list(result["items"])
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        name = manifest["metadata"].get("name") or manifest["metadata"].get("generateName")
+        try:
+            result: dict[str, Any] = await self._custom.create_namespaced_custom_object(
+                "cerebelum.io", "v1alpha1", self.namespace, "workflows", manifest
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise UserError(
+                    f"workflow {self.namespace}/{name} already exists: delete it, or give "
+                    "--name (or --generate-name) for a new run"
+                ) from None
+            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
+        return result
+
+    async def annotate(self, name: str, annotations: dict[str, str]) -> None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                "cerebelum.io",
+                "v1alpha1",
+                self.namespace,
+                "workflows",
+                name,
+                {"metadata": {"annotations": annotations}},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
+
+    async def watch(self, name: str, since: str, timeout: float) -> Any:
+        """Changes of one workflow after resourceVersion ``since``, for up to ``timeout``."""
+        from kubernetes_asyncio import watch
+
+        async with watch.Watch() as stream:  # closes its connection and session
+            async for event in stream.stream(
+                self._custom.list_namespaced_custom_object,
+                "cerebelum.io",
+                "v1alpha1",
+                self.namespace,
+                "workflows",
+                field_selector=f"metadata.name={name}",
+                resource_version=since,
+                timeout_seconds=max(int(timeout), 1),
+            ):
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    yield event["object"]
+
+
+def _api_message(exc: Any, what: str) -> str:
+    try:
+        message = json.loads(exc.body).get("message") or ""
+    except (ValueError, TypeError, AttributeError):
+        message = ""
+    if exc.status == 404:
+        return f"{what} not found"
+    return message or f"{what}: HTTP {exc.status}"

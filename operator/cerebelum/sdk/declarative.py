@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import (
     DigitalOceanAction,
     HttpAction,
@@ -34,10 +35,7 @@ def _declare(name: str, kind: str, model: type[BaseModel], fields: dict[str, Any
             mode="json", by_alias=True, exclude_none=True
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
+        problems = describe_errors(exc)
         raise DefinitionError(f"step {name}: {kind}: {problems}") from None
     return StepDef(name=_check_name(name), kind=kind, action=action)
 

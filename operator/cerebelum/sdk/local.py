@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from cerebelum.actions import REGISTRY, ActionContext, execute
+from cerebelum.api.durations import format_time
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import (
     StepPhase,
@@ -33,15 +33,11 @@ from cerebelum.api.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from cerebelum.engine import ActionCall, ActionResult, ApprovalDecision, WorkflowMeta, reconcile
-from cerebelum.engine.machine import HISTORY_LIMIT
+from cerebelum.engine import ActionCall, ActionResult, ApprovalDecision, WorkflowMeta, settle
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.helpers import CLOCK
-from cerebelum.sdk.steps import StepDef
-from cerebelum.sdk.workflow import reference
-
-if TYPE_CHECKING:
-    from cerebelum.sdk.workflow import WorkflowDef
+from cerebelum.sdk.running import pause_request, run_step
+from cerebelum.sdk.steps import StepDef, reference
 
 #: Where the virtual clock starts unless ``start=`` says otherwise.
 EPOCH = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -54,6 +50,21 @@ MAX_PASSES = 100_000
 #: step it never decides waits on the virtual clock until its timeout, if it has one.
 Decision = bool | Mapping[str, Any] | None
 Approvals = Mapping[str, Decision] | Callable[[str, Mapping[str, Any]], Decision]
+
+
+class LocalWorkflow(Protocol):
+    """What the local runner needs of a ``@workflow`` (``sdk.workflow.WorkflowDef``)."""
+
+    name: str
+    resource_name: str
+    definition_func: Callable[..., Any]
+
+    @property
+    def steps(self) -> list[StepDef]: ...
+
+    def _spec(
+        self, inputs: dict[str, Any] | None = None, *, importable: bool
+    ) -> dict[str, Any]: ...
 
 
 class ExecutionError(Exception):
@@ -110,14 +121,16 @@ class VirtualClock:
 class LocalRun:
     def __init__(
         self,
-        wf: WorkflowDef,
+        wf: LocalWorkflow,
         inputs: Mapping[str, Any],
         *,
         approvals: Approvals | None = None,
         start: datetime.datetime | None = None,
         namespace: str = "local",
-        digitalocean_endpoint: str = "https://api.digitalocean.com",
+        digitalocean_endpoint: str | None = None,
     ) -> None:
+        from cerebelum.actions import ActionSettings
+
         manifest_spec = wf._spec(dict(inputs), importable=False)
         self.wf = wf
         self.spec = WorkflowSpec.model_validate(manifest_spec)
@@ -128,7 +141,11 @@ class LocalRun:
         self.execution_id = str(uuid.uuid4())
         self.meta = WorkflowMeta(name=wf.resource_name, namespace=namespace, uid=self.execution_id)
         self.namespace = namespace
-        self.digitalocean_endpoint = digitalocean_endpoint
+        self.settings = ActionSettings.defaults()
+        if digitalocean_endpoint is not None:
+            self.settings = self.settings.with_values(
+                "digitalocean", endpoint=digitalocean_endpoint
+            )
         self.status: WorkflowStatus | None = None
         self.finished_order: list[str] = []
         self.history: list[Transition] = []
@@ -136,36 +153,47 @@ class LocalRun:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> ExecutionResult:
-        results: list[ActionResult] = []
-        decisions: list[ApprovalDecision] = []
-        for _ in range(MAX_PASSES):
-            if self.status is not None:  # each pass's transitions are then all new ones
-                self.status.history = []
-            out = reconcile(
+        """Settle the engine (every call runs inline, scripted decisions answer at once),
+        then jump the clock to the next deadline, until the workflow ends or waits on a
+        person nobody scripted."""
+        from cerebelum.actions import CATALOG
+
+        budget = MAX_PASSES
+        while budget > 0:
+            settled = await settle(
                 self.spec,
                 self.status,
                 self.meta,
-                self.clock.now,
-                decisions=tuple(decisions),
-                results=tuple(results),
-                in_flight=frozenset(),
+                clock=lambda: self.clock.now,
+                run=self._run_all,
+                inline=lambda call: True,
+                actions=CATALOG,
+                respond=self._decide,
+                max_passes=budget,
             )
-            self.status = out.status
-            self._note(self.status.history or [])
-            results = list(await asyncio.gather(*(self._run(c) for c in out.actions)))
-            decisions = self._decide()
-            if results or decisions:
-                continue
+            budget -= settled.passes
+            self.status = settled.status
+            self._note(settled.transitions)
+            if settled.exhausted:
+                break
             if self.status.phase.finished or (self.approvals is None and self._waiting()):
                 return self._result()  # without a script, nobody can answer: stop and say so
-            if out.wake_at is None:
+            if settled.wake_at is None:
                 return self._result()  # waits on a person with no scripted decision
-            self.clock.now = max(self.clock.now, out.wake_at)
+            self.clock.now = max(self.clock.now, settled.wake_at)
         raise RuntimeError(f"workflow {self.wf.name} did not settle in {MAX_PASSES} passes")
+
+    async def _run_all(
+        self, calls: Sequence[ActionCall], status: WorkflowStatus
+    ) -> list[ActionResult]:
+        self.status = status  # what the steps' contexts read (their approval)
+        return list(await asyncio.gather(*(self._run(c) for c in calls)))
 
     # -- running attempts ------------------------------------------------------------------
 
     async def _run(self, call: ActionCall) -> ActionResult:
+        from cerebelum.actions import REGISTRY, ActionContext, execute
+
         if call.kind == "python":
             return await self._run_python(call)
         assert self.status is not None
@@ -179,7 +207,7 @@ class LocalRun:
             call.visit,
             call.attempt,
             call.idempotency_key,
-            digitalocean_endpoint=self.digitalocean_endpoint,
+            settings=self.settings.of(call.kind),
             inputs=self.inputs,
             approval=approval,
             timeout=call.timeout,
@@ -188,7 +216,6 @@ class LocalRun:
 
     async def _run_python(self, call: ActionCall) -> ActionResult:
         from cerebelum.actions.python import pause_from_wire
-        from cerebelum.worker.runner import pause_request, run_step
 
         assert self.status is not None
         stepdef: StepDef | None = self.by_function.get(str(call.params.get("function")))
@@ -242,10 +269,9 @@ class LocalRun:
             n for n, s in self.status.steps.items() if s.phase == StepPhase.WAITING_FOR_APPROVAL
         ]
 
-    def _decide(self) -> list[ApprovalDecision]:
-        assert self.status is not None
+    def _decide(self, status: WorkflowStatus) -> list[ApprovalDecision]:
         decisions = []
-        for name, s in self.status.steps.items():
+        for name, s in status.steps.items():
             if s.phase != StepPhase.WAITING_FOR_APPROVAL:
                 continue
             request = s.approval.to_wire() if s.approval else {}
@@ -312,26 +338,26 @@ class LocalRun:
             status=status,
             output={"ok": final} if last else None,
             error=error,
-            started_at=st.started_at,
-            completed_at=st.finished_at,
+            started_at=format_time(st.started_at) if st.started_at else None,
+            completed_at=format_time(st.finished_at) if st.finished_at else None,
             final_result=final,
             outputs=outputs,
             steps_run=list(self.finished_order),
             failed_step=failed,
             waiting_for=self._waiting() if not st.phase.finished else [],
-            workflow_status=st.model_copy(update={"history": self.history[-HISTORY_LIMIT:]}),
+            workflow_status=st,
             history=list(self.history),
         )
 
 
 async def run(
-    wf: WorkflowDef,
+    wf: LocalWorkflow,
     inputs: Mapping[str, Any] | None = None,
     *,
     approvals: Approvals | None = None,
     start: datetime.datetime | None = None,
     raise_on_failure: bool = True,
-    digitalocean_endpoint: str = "https://api.digitalocean.com",
+    digitalocean_endpoint: str | None = None,
 ) -> ExecutionResult:
     """Run ``wf`` to its end (or to an approval nobody scripted) on a virtual clock."""
     result = await LocalRun(
@@ -352,7 +378,9 @@ class Execution:
     examples do), or, called outside an event loop, run at once and usable as the result
     (``wf.execute(...).final_result``, as Cerebelum's README does)."""
 
-    def __init__(self, wf: WorkflowDef, inputs: Mapping[str, Any], options: dict[str, Any]) -> None:
+    def __init__(
+        self, wf: LocalWorkflow, inputs: Mapping[str, Any], options: dict[str, Any]
+    ) -> None:
         executor = options.pop("executor", None)
         if options.pop("distributed", False):
             raise ValueError(
@@ -406,14 +434,3 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-class DSLLocalExecutor:
-    """Cerebelum's local executor: ``await DSLLocalExecutor().execute(wf, inputs)``."""
-
-    async def execute(self, workflow: Any, input_data: Mapping[str, Any]) -> ExecutionResult:
-        from cerebelum.sdk.workflow import WorkflowDef
-
-        if not isinstance(workflow, WorkflowDef):
-            raise TypeError(f"DSLLocalExecutor.execute takes a @workflow, not {workflow!r}")
-        return await run(workflow, input_data)

@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from cerebelum.api.spec import STEP_NAME_PATTERN
 from cerebelum.sdk.registry import StepRegistry
@@ -45,10 +45,32 @@ class WorkflowDefinitionError(DefinitionError):
         super().__init__("; ".join(self.errors))
 
 
+def duration(seconds: float) -> str:
+    if float(seconds).is_integer():
+        whole = int(seconds)
+        for unit, size in (("h", 3600), ("m", 60)):
+            if whole >= size and whole % size == 0:
+                return f"{whole // size}{unit}"
+        return f"{whole}s"
+    return f"{round(seconds * 1000)}ms"
+
+
+# Each way of waiting a step can have is one declaration: what its decorator recorded, the
+# manifest field it renders (``key``), on which side of the action it is written, and how.
+
+
 @dataclass(frozen=True)
 class Sleep:
     seconds: float | None = None
     until: str | None = None
+
+    key: ClassVar[str] = "sleep"
+    before_action: ClassVar[bool] = True
+
+    def render(self, s: StepDef) -> dict[str, Any]:
+        if self.seconds is not None:
+            return {"duration": duration(self.seconds)}
+        return {"until": self.until}
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,21 @@ class Approval:
     groups: tuple[str, ...] = ()
     message: str | None = None
 
+    key: ClassVar[str] = "approval"
+    before_action: ClassVar[bool] = True
+
+    def render(self, s: StepDef) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.timeout_minutes is not None:
+            out["timeout"] = duration(self.timeout_minutes * 60)
+            out["onTimeout"] = "Approve" if self.on_timeout == "approve" else "Fail"
+        approvers = {k: list(v) for k, v in (("users", self.users), ("groups", self.groups)) if v}
+        if approvers:
+            out["approvers"] = approvers
+        if self.message:
+            out["message"] = self.message
+        return out
+
 
 @dataclass(frozen=True)
 class Poll:
@@ -69,6 +106,24 @@ class Poll:
     timeout: float | None = None
     backoff: float | None = None
     max_interval: float | None = None
+
+    key: ClassVar[str] = "poll"
+    before_action: ClassVar[bool] = False
+
+    def render(self, s: StepDef) -> dict[str, Any]:
+        if s.kind is None:
+            raise DefinitionError(f"step {s.name}: @poll needs an action to repeat")
+        until = "checks.poll" if callable(self.condition) else str(self.condition)
+        out: dict[str, Any] = {"until": until, "interval": duration(self.interval)}
+        if self.max_attempts is not None:
+            out["maxAttempts"] = self.max_attempts
+        if self.timeout is not None:
+            out["timeout"] = duration(self.timeout)
+        if self.backoff is not None:
+            out["backoffFactor"] = self.backoff
+        if self.max_interval is not None:
+            out["maxInterval"] = duration(self.max_interval)
+        return out
 
 
 @dataclass(frozen=True)
@@ -88,6 +143,22 @@ class Retry:
 
     def __call__(self, target: Any) -> Any:
         return _attach(target, "retry", self)
+
+    key: ClassVar[str] = "retry"
+    before_action: ClassVar[bool] = False
+
+    def render(self, s: StepDef) -> dict[str, Any]:
+        backoff: dict[str, Any] = {"delay": duration(self.delay), "factor": self.backoff}
+        if self.max_delay is not None:
+            backoff["maxDelay"] = duration(self.max_delay)
+        if self.jitter:
+            backoff["jitter"] = self.jitter
+        out: dict[str, Any] = {"limit": self.max_attempts - 1, "backoff": backoff}
+        if (
+            self.on
+        ):  # unset: every error the action calls retryable (any exception of a Python step)
+            out["retryOn"] = list(self.on)
+        return out
 
     def __await__(self) -> Any:
         raise DefinitionError(
@@ -145,6 +216,10 @@ class StepDef:
     #: Python conditions the worker evaluates on the output, by name (poll, branch...).
     checks: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
+    def waits(self) -> tuple[Sleep | Approval | Poll | Retry | None, ...]:
+        """How the step waits, as its decorators declared it (None where it does not)."""
+        return (self.sleep, self.approval, self.poll, self.retry)
+
     @property
     def function(self) -> str:
         assert self.fn is not None
@@ -185,6 +260,13 @@ class StepDef:
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
+
+
+def reference(s: StepDef) -> str:
+    """How the manifest names a step's function: ``module:qualname``. A function defined
+    inside another (which only the local runner can call) gets a placeholder for
+    ``<locals>`` so the local spec stays valid."""
+    return s.function.replace("<locals>", "_locals_")
 
 
 class ParallelStepGroup:

@@ -16,8 +16,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cerebelum.api import API_VERSION, KIND
+from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.steprun import DEFAULT_QUEUE
+from cerebelum.sdk.local import Execution, ExecutionResult, run
 from cerebelum.sdk.registry import WorkflowRegistry
 from cerebelum.sdk.steps import (
     FUNCTIONS,
@@ -27,6 +29,8 @@ from cerebelum.sdk.steps import (
     Timeline,
     WorkflowDefinitionError,
     as_group,
+    duration,
+    reference,
 )
 
 
@@ -93,23 +97,6 @@ def _pattern_condition(pattern: str | Cel) -> tuple[str, bool]:
         f"{_FAILURE} && (error.errorClass in [{classes}] || error.message.contains('{text}'))",
         True,
     )
-
-
-def _duration(seconds: float) -> str:
-    if float(seconds).is_integer():
-        whole = int(seconds)
-        for unit, size in (("h", 3600), ("m", 60)):
-            if whole >= size and whole % size == 0:
-                return f"{whole // size}{unit}"
-        return f"{whole}s"
-    return f"{round(seconds * 1000)}ms"
-
-
-def reference(s: StepDef) -> str:
-    """How the manifest names a step's function: ``module:qualname``. A function defined
-    inside another (which only the local runner can call) gets a placeholder for
-    ``<locals>`` so the local spec stays valid."""
-    return s.function.replace("<locals>", "_locals_")
 
 
 class WorkflowBuilder:
@@ -391,8 +378,6 @@ class WorkflowDef:
         """Run the workflow here, without a cluster, on the operator's own engine and a
         virtual clock (see ``cerebelum.sdk.local.run``). Await it (``await
         wf.execute(...)``), or call it outside an event loop for the result at once."""
-        from cerebelum.sdk.local import Execution
-
         return Execution(self, inputs or {}, options)
 
     def _dependencies(self) -> dict[str, list[str]] | None:
@@ -423,24 +408,22 @@ class WorkflowDef:
         if deps is not None:
             out["dependsOn"] = deps[s.name]
         if s.timeout is not None:
-            out["timeout"] = _duration(s.timeout)
-        if s.sleep is not None:
-            out["sleep"] = (
-                {"duration": _duration(s.sleep.seconds)}
-                if s.sleep.seconds is not None
-                else {"until": s.sleep.until}
-            )
-        if s.approval is not None:
-            out["approval"] = _render_approval(s)
+            out["timeout"] = duration(s.timeout)
+        retry = s.retry or self.builder.retries.get(s.name)
+        # A diverge "retry" pattern stands in for a @retry the step does not have.
+        waits = [w for w in s.waits() if w is not None and not isinstance(w, Retry)]
+        if retry is not None:
+            waits.append(retry)
+        for wait in waits:
+            if wait.before_action:
+                out[wait.key] = wait.render(s)
         if s.kind == "python":
             out["python"] = self._render_python(s, importable)
         elif s.kind is not None:
             out[s.kind] = s.action
-        if s.poll is not None:
-            out["poll"] = _render_poll(s)
-        retry = s.retry or self.builder.retries.get(s.name)
-        if retry is not None:
-            out["retry"] = _render_retry(retry)
+        for wait in waits:
+            if not wait.before_action:
+                out[wait.key] = wait.render(s)
         rules = list(self.builder.rules.get(s.name, []))
         if s.name in self._ends():
             rules.append({"when": _SUCCESS, "end": True})
@@ -506,64 +489,16 @@ class WorkflowDef:
         if merged:
             spec["inputs"] = merged
         if self.active_deadline is not None:
-            spec["activeDeadline"] = _duration(self.active_deadline)
+            spec["activeDeadline"] = duration(self.active_deadline)
         if self.max_step_visits is not None:
             spec["maxStepVisits"] = self.max_step_visits
         spec["steps"] = [self._render_step(s, deps, importable) for s in self.steps]
         try:
             WorkflowSpec.model_validate(spec)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
+            problems = describe_errors(exc, "spec.")
             raise DefinitionError(f"workflow {self.name}: {problems}") from None
         return spec
-
-
-def _render_approval(s: StepDef) -> dict[str, Any]:
-    gate = s.approval
-    assert gate is not None
-    out: dict[str, Any] = {}
-    if gate.timeout_minutes is not None:
-        out["timeout"] = _duration(gate.timeout_minutes * 60)
-        out["onTimeout"] = "Approve" if gate.on_timeout == "approve" else "Fail"
-    approvers = {k: list(v) for k, v in (("users", gate.users), ("groups", gate.groups)) if v}
-    if approvers:
-        out["approvers"] = approvers
-    if gate.message:
-        out["message"] = gate.message
-    return out
-
-
-def _render_poll(s: StepDef) -> dict[str, Any]:
-    p = s.poll
-    assert p is not None
-    if s.kind is None:
-        raise DefinitionError(f"step {s.name}: @poll needs an action to repeat")
-    until = "checks.poll" if callable(p.condition) else str(p.condition)
-    out: dict[str, Any] = {"until": until, "interval": _duration(p.interval)}
-    if p.max_attempts is not None:
-        out["maxAttempts"] = p.max_attempts
-    if p.timeout is not None:
-        out["timeout"] = _duration(p.timeout)
-    if p.backoff is not None:
-        out["backoffFactor"] = p.backoff
-    if p.max_interval is not None:
-        out["maxInterval"] = _duration(p.max_interval)
-    return out
-
-
-def _render_retry(r: Retry) -> dict[str, Any]:
-    backoff: dict[str, Any] = {"delay": _duration(r.delay), "factor": r.backoff}
-    if r.max_delay is not None:
-        backoff["maxDelay"] = _duration(r.max_delay)
-    if r.jitter:
-        backoff["jitter"] = r.jitter
-    out: dict[str, Any] = {"limit": r.max_attempts - 1, "backoff": backoff}
-    if r.on:  # unset: every error the action calls retryable (any exception of a Python step)
-        out["retryOn"] = list(r.on)
-    return out
 
 
 def workflow(
@@ -596,3 +531,12 @@ def workflow(
         )
 
     return define(fn) if fn is not None else define
+
+
+class DSLLocalExecutor:
+    """Cerebelum's local executor: ``await DSLLocalExecutor().execute(wf, inputs)``."""
+
+    async def execute(self, workflow: Any, input_data: dict[str, Any]) -> ExecutionResult:
+        if not isinstance(workflow, WorkflowDef):
+            raise TypeError(f"DSLLocalExecutor.execute takes a @workflow, not {workflow!r}")
+        return await run(workflow, input_data)
