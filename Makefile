@@ -32,6 +32,8 @@ node-deps:
 
 lint: venv
 	$(BIN)/ruff check operator tests bench hack examples
+	$(BIN)/ruff format --check operator tests bench hack examples
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 typecheck: venv
