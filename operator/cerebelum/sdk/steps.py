@@ -167,6 +167,10 @@ class Retry:
         )
 
 
+#: How a step can wait, as its decorators declare it.
+WaitDecl = Sleep | Approval | Poll | Retry
+
+
 def _attach(target: Any, key: str, value: Any, check: Callable[[Any], Any] | None = None) -> Any:
     """Record a decorator's option on a step, or on a function before @step sees it.
 
@@ -216,7 +220,7 @@ class StepDef:
     #: Python conditions the worker evaluates on the output, by name (poll, branch...).
     checks: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
-    def waits(self) -> tuple[Sleep | Approval | Poll | Retry | None, ...]:
+    def waits(self) -> tuple[WaitDecl | None, ...]:
         """How the step waits, as its decorators declared it (None where it does not)."""
         return (self.sleep, self.approval, self.poll, self.retry)
 

@@ -27,6 +27,7 @@ from cerebelum.sdk.steps import (
     Retry,
     StepDef,
     Timeline,
+    WaitDecl,
     WorkflowDefinitionError,
     as_group,
     duration,
@@ -411,7 +412,7 @@ class WorkflowDef:
             out["timeout"] = duration(s.timeout)
         retry = s.retry or self.builder.retries.get(s.name)
         # A diverge "retry" pattern stands in for a @retry the step does not have.
-        waits = [w for w in s.waits() if w is not None and not isinstance(w, Retry)]
+        waits: list[WaitDecl] = [w for w in s.waits() if w is not None and not isinstance(w, Retry)]
         if retry is not None:
             waits.append(retry)
         for wait in waits:
