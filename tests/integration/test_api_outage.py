@@ -89,6 +89,24 @@ def _spec(index: int, url: str) -> dict[str, Any]:
     )
 
 
+def _unfinished(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    """What a stuck workflow looks like, for the failure message."""
+    items = cluster.kubectl_json("-n", namespace, "get", "workflows")["items"]
+    return [
+        {
+            "name": item["metadata"]["name"],
+            "resourceVersion": item["metadata"]["resourceVersion"],
+            "status": item.get("status"),
+        }
+        for item in items
+        if (item.get("status") or {}).get("phase") != "Succeeded"
+    ][:3] + [
+        {"steprun": run["metadata"]["name"], "status": run.get("status")}
+        for run in cluster.kubectl_json("-n", namespace, "get", "stepruns")["items"]
+        if (run.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ][:3]
+
+
 def test_three_api_server_restarts_lose_no_workflow_and_repeat_no_effect(
     own_cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -148,7 +166,9 @@ def test_three_api_server_restarts_lose_no_workflow_and_repeat_no_effect(
                 time.sleep(1)
                 counts = phases()
             assert counts == {"Succeeded": WORKFLOWS}, (
-                f"{counts}; operator log tail:\n{operator.logs()[-4000:]}"
+                f"{counts}; unfinished: {_unfinished(own_cluster, namespace)}; "
+                f"operator log tail:\n{operator.logs()[-3000:]}\n"
+                f"worker log tail:\n{worker.logs()[-3000:]}"
             )
             assert operator.proc is not None and operator.proc.poll() is None
             assert operator.starts == 1, "the operator never restarted"

@@ -11,6 +11,7 @@ still apply. Any other refusal is returned at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -53,3 +54,17 @@ async def api_call(
                 )
             await asyncio.sleep(wait)
             delay = min(delay * 2, _MAX_DELAY)
+
+
+def object_missing(exc: BaseException, name: str) -> bool:
+    """A 404 that names the object: it was deleted. A kube-apiserver that is starting (or a
+    proxy in front of it) also answers 404 for a resource it does not serve yet, with no
+    object named; that is an outage to retry, not a deletion, or the workflow would be
+    forgotten and never reconciled again."""
+    if getattr(exc, "status", None) != 404:
+        return False
+    try:
+        details = json.loads(getattr(exc, "body", None) or "{}").get("details") or {}
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return isinstance(details, dict) and details.get("name") == name

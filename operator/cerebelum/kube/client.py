@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from cerebelum.actions.api_retry import object_missing
 from cerebelum.actions.owned import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.objects import status_update
@@ -105,7 +106,7 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(meta["name"]) from None
-            if exc.status == 404:
+            if object_missing(exc, meta["name"]):
                 raise Gone(meta["name"]) from None
             raise
         return result

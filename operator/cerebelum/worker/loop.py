@@ -13,10 +13,13 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cerebelum.actions.api_retry import object_missing
+from cerebelum.actions.errors import transport_error
 from cerebelum.api import GROUP, VERSION
 from cerebelum.api.durations import parse_time
 from cerebelum.api.objects import status_update
@@ -33,7 +36,8 @@ Key = tuple[str, str]
 
 _WATCH_SECONDS = 300
 _RETRY_SECONDS = 2.0
-_REPORT_TRIES = 5
+_FIRST_RETRY_SECONDS = 0.2
+_MAX_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,15 @@ def _key(body: dict[str, Any]) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
+def _describe(exc: BaseException) -> str:
+    """Short and secret-free: the kind of failure, never the request."""
+    transient = transport_error(exc)
+    if transient is not None:
+        return transient.message
+    status = getattr(exc, "status", None)
+    return f"HTTP {status}" if status is not None else type(exc).__name__
+
+
 def _status(body: dict[str, Any]) -> StepRunStatus:
     return StepRunStatus.model_validate(body.get("status") or {})
 
@@ -76,6 +89,7 @@ class Worker:
         #: Steps this worker is claiming or running.
         self.running: dict[Key, asyncio.Task[None]] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._looks: set[asyncio.Task[None]] = set()
         self.stopping = False
 
     # -- watching -----------------------------------------------------------------------
@@ -196,9 +210,23 @@ class Worker:
         claimed = lease.claim(status, self.settings.identity, _now(), self.settings.lease)
         try:
             body = await self._write(body, claimed)
-        except ApiException as exc:
-            if exc.status not in (404, 409):  # 409: another worker won, or it changed
-                logger.warning("claiming steprun %s/%s: HTTP %s", *key, exc.status)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if object_missing(exc, key[1]):
+                return  # deleted: the watch says so too
+            if not (isinstance(exc, ApiException) and exc.status == 409):
+                logger.warning(
+                    "claiming steprun %s/%s failed (%s); looking again in %gs",
+                    *key,
+                    _describe(exc),
+                    _RETRY_SECONDS,
+                )
+            # Another worker won, the StepRun changed, or the API server is away (and the
+            # claim may have landed before the connection broke). The copy here is stale
+            # either way: read the StepRun again instead of claiming from it in a loop.
+            self.known.pop(key, None)
+            self._look_later(key)
             return
         spec = StepRunSpec.model_validate(body["spec"])
         logger.info(
@@ -279,26 +307,39 @@ class Worker:
             status = lease.renew(_status(holder.body), _now(), self.settings.lease)
             try:
                 holder.body = await self._write(holder.body, status)
-            except ApiException as exc:
-                if exc.status == 404:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if object_missing(exc, key[1]):
                     holder.lose("the steprun was deleted (attempt cancelled)")
                     return
-                if exc.status != 409:
-                    logger.warning("renewing the lease of %s/%s: HTTP %s", *key, exc.status)
+                if not (isinstance(exc, ApiException) and exc.status == 409):
+                    # The API server is away: nobody else can claim meanwhile; try again.
+                    logger.warning("renewing the lease of %s/%s failed: %s", *key, _describe(exc))
                     continue
-                with contextlib.suppress(ApiException):
+                try:
                     fresh = await self._read(key)
-                    if lease.holds(_status(fresh), self.settings.identity, holder.claims):
-                        holder.body = fresh
-                        continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as read_exc:
+                    if object_missing(read_exc, key[1]):
+                        holder.lose("the steprun was deleted (attempt cancelled)")
+                        return
+                    continue  # unknown yet: the next renewal finds out
+                if lease.holds(_status(fresh), self.settings.identity, holder.claims):
+                    holder.body = fresh
+                    continue
                 holder.lose("another worker has taken the claim over")
                 return
 
     async def _report(self, key: Key, holder: _Holder, outcome: StepOutcome) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
+        """Write the result, for as long as the claim is ours: through API outages (the
+        claim cannot be taken meanwhile: every takeover is a write too) and conflicts with
+        an unrelated change. Giving up would lose the result and run the step again."""
         now = _now()
-        for _ in range(_REPORT_TRIES):
+        delay = _FIRST_RETRY_SECONDS
+        failures = 0
+        while True:
             current = _status(holder.body)
             if outcome.ok:
                 final = lease.succeeded(
@@ -309,27 +350,75 @@ class Worker:
                 final = lease.failed(current, outcome.error, now)
             try:
                 await self._write(holder.body, final)
-            except ApiException as exc:
-                if exc.status == 404:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if object_missing(exc, key[1]):
                     logger.warning("%s/%s was deleted before its result was written", *key)
                     return
-                try:
-                    fresh = await self._read(key)
-                except ApiException:
-                    await asyncio.sleep(_RETRY_SECONDS)
-                    continue
-                if not lease.holds(_status(fresh), self.settings.identity, holder.claims):
-                    logger.warning("dropping the result of %s/%s: claim lost", *key)
-                    return
-                holder.body = fresh
-                continue
-            if outcome.ok:
-                logger.info("%s/%s succeeded", *key)
+                failures += 1
+                if failures & (failures - 1) == 0:  # 1, 2, 4, 8...: not a flood
+                    logger.warning(
+                        "writing the result of %s/%s failed (%s); retrying", *key, _describe(exc)
+                    )
             else:
-                assert outcome.error is not None
-                logger.info("%s/%s failed: %s", *key, outcome.error.error_class)
+                if outcome.ok:
+                    logger.info("%s/%s succeeded", *key)
+                else:
+                    assert outcome.error is not None
+                    logger.info("%s/%s failed: %s", *key, outcome.error.error_class)
+                return
+            # The write may have landed before the connection broke, or the StepRun changed
+            # (a conflict): read it, and go on from the newest copy.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, _MAX_RETRY_SECONDS)
+            try:
+                fresh = await self._read(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if object_missing(exc, key[1]):
+                    logger.warning("%s/%s was deleted before its result was written", *key)
+                    return
+                continue
+            status = _status(fresh)
+            if status.phase.finished and status.result_claim == holder.claims:
+                logger.info("%s/%s: its result was written", *key)
+                return
+            if not lease.holds(status, self.settings.identity, holder.claims):
+                logger.warning("dropping the result of %s/%s: claim lost", *key)
+                return
+            holder.body = fresh
+
+    # -- reading one StepRun again -----------------------------------------------------
+
+    def _look_later(self, key: Key) -> None:
+        """Read the StepRun again in a moment (its copy here is stale or missing)."""
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(
+            _RETRY_SECONDS, self._start_look, key
+        )
+
+    def _start_look(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        if self.stopping:
             return
-        logger.warning("could not write the result of %s/%s; its lease will run out", *key)
+        task = asyncio.create_task(self._look(key), name=f"look-{key[0]}-{key[1]}")
+        self._looks.add(task)
+        task.add_done_callback(self._looks.discard)
+
+    async def _look(self, key: Key) -> None:
+        try:
+            body = await self._read(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not object_missing(exc, key[1]):
+                self._look_later(key)  # still away: again later
+            return
+        self.observe("MODIFIED", body)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give running steps ``grace`` seconds, then leave them (their
@@ -337,6 +426,8 @@ class Worker:
         self.stopping = True
         for timer in self._timers.values():
             timer.cancel()
+        for look in self._looks:
+            look.cancel()
         running = list(self.running.values())
         if running:
             logger.info("waiting up to %gs for %d running steps", grace, len(running))
