@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv binaries node-deps lint typecheck unit test demo e2e-kind devcluster clean
+.PHONY: help venv binaries node-deps ssh-deps lint typecheck unit test demo e2e-kind devcluster clean
 
 help:
 	@echo "make demo   - start a local control plane, run the operator and a sample workflow"
@@ -30,6 +30,13 @@ node-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash hack/node-deps.sh; \
 	else echo "node-deps: not root on Debian; tests/e2e (the real node) will be skipped"; fi
 
+# OpenSSH's sshd and ssh-keygen, for `make demo` (the droplet's "server" is a local sshd).
+ssh-deps:
+	@if command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		bash hack/debian-packages.sh openssh-server openssh-client; \
+	else echo "make demo needs OpenSSH's sshd (Debian: apt-get install openssh-server)"; exit 1; fi
+
 lint: venv
 	$(BIN)/ruff check operator tests bench hack examples
 	$(BIN)/ruff format --check operator tests bench hack examples
@@ -45,7 +52,7 @@ unit: venv
 test: binaries node-deps lint typecheck
 	$(BIN)/pytest
 
-demo: binaries
+demo: binaries ssh-deps
 	$(BIN)/python -m cerebelum.devcluster run -- $(BIN)/python hack/demo.py
 
 # For users with Docker and kind: the image in a kind cluster, then the same suite against it.

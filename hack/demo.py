@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.digitalocean import FakeDigitalOcean  # noqa: E402
-from tests.fakes.http_server import FakeHttpServer  # noqa: E402
+from tests.harness.sshd import SshServer, keygen  # noqa: E402
 
 from cerebelum.kube.command import operator_argv  # noqa: E402
 
@@ -47,17 +46,17 @@ def main() -> int:
     kubectl("apply", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/workflows.cerebelum.io", "--timeout=60s")
     kubectl("create", "secret", "generic", "do-token", f"--from-literal=token={TOKEN}")
-    with (
-        FakeDigitalOcean(TOKEN, active_after=4.0) as fake_do,
-        FakeHttpServer() as web,
-        socket.socket() as ssh,
-    ):
-        ssh.bind(("127.0.0.1", 0))
-        ssh.listen(8)
+    work = Path(tempfile.mkdtemp(prefix="cerebelum-demo-"))
+    key = work / "id_ed25519"
+    public = keygen(key, "cerebelum-demo")
+    kubectl("create", "secret", "generic", "ssh-key", f"--from-file=id_ed25519={key}")
+    with FakeDigitalOcean(TOKEN, active_after=4.0) as fake_do, SshServer(work / "sshd") as sshd:
+        sshd.authorize(public)  # the key "installed on the droplet"
         print(
-            f"fake DigitalOcean API at {fake_do.url}; the droplet's SSH port is 127.0.0.1:{ssh.getsockname()[1]}"
+            f"fake DigitalOcean API at {fake_do.url}; the droplet's sshd is "
+            f"{sshd.user}@127.0.0.1:{sshd.port} (OpenSSH, config in {sshd.dir})"
         )
-        log = Path(tempfile.mkdtemp(prefix="cerebelum-demo-")) / "operator.log"
+        log = work / "operator.log"
         print(f"starting the operator (log: {log}) ...", flush=True)
         env = {**os.environ, "CEREBELUM_DIGITALOCEAN_ENDPOINT": fake_do.url}
         with log.open("wb") as out:
@@ -65,19 +64,20 @@ def main() -> int:
                 operator_argv(), stdout=out, stderr=subprocess.STDOUT, env=env
             )
         try:
-            return run_example(ssh.getsockname()[1], web.url, fake_do)
+            return run_example(sshd, fake_do)
         finally:
             operator.terminate()
             operator.wait(timeout=15)
 
 
-def run_example(ssh_port: int, web_url: str, fake_do: FakeDigitalOcean) -> int:
+def run_example(sshd: SshServer, fake_do: FakeDigitalOcean) -> int:
     manifest = yaml.safe_load(EXAMPLE.read_text())
-    manifest["spec"]["inputs"].update(sshPort=ssh_port, configureUrl=f"{web_url}/echo")
+    manifest["spec"]["inputs"].update(sshPort=sshd.port, sshUser=sshd.user)
     name = manifest["metadata"]["name"]
     print(f"\n$ kubectl apply -f examples/{EXAMPLE.name}   # inputs pointed at the local servers")
     print(
-        "  create_droplet >> wait_for_droplet_ready (poll 3s) >> verify_ssh (tcp) >> configure_server (http)"
+        "  create_droplet >> wait_for_droplet_ready (poll 3s) >> verify_ssh (ssh login) >> "
+        "configure_server (a script over ssh)"
     )
     kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     seen = ""
@@ -100,9 +100,15 @@ def run_example(ssh_port: int, web_url: str, fake_do: FakeDigitalOcean) -> int:
         print(f"  {step:24} {s['phase']:10} attempts={s.get('attempts', 0)}")
     ready = status["steps"]["wait_for_droplet_ready"]["output"]["droplet"]
     public = [n["ip_address"] for n in ready["networks"]["v4"] if n["type"] == "public"]
+    configured = status["steps"]["configure_server"].get("output") or {}
     print(
         f"\ndroplet {ready['id']} ({ready['name']}) is {ready['status']} at {public[0]}; "
         f"droplets created by the fake API: {fake_do.droplet_count}"
+    )
+    print(f"host key pinned on first use: {configured.get('hostKeyFingerprint')}")
+    print(
+        "configure_server printed:\n  "
+        + (configured.get("stdout") or "").strip().replace("\n", "\n  ")
     )
     return 0 if status["phase"] == "Succeeded" else 1
 

@@ -10,7 +10,6 @@ Needs root on Linux; elsewhere the module is skipped with one line, unless
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
 from tests.harness.cluster import eventually
+from tests.harness.sshd import SshServer
 from tests.harness.workflows import wait_for_phase, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,16 +65,19 @@ def node(
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[FakeDigitalOcean, FakeHttpServer, socket.socket]]:
-    """The external services, on the node's address so pods reach them."""
+def servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[FakeDigitalOcean, FakeHttpServer, SshServer]]:
+    """The external services, on the node's address so pods reach them: the droplet's IP is
+    the node's, where a real sshd accepts the user's key."""
+    work = tmp_path_factory.mktemp("servers")
     with (
         FakeDigitalOcean(TOKEN, active_after=1.0, public_ip=NODE_IP, host=NODE_IP) as do,
         FakeHttpServer(host=NODE_IP) as web,
-        socket.socket() as ssh,
+        SshServer(work / "sshd", host=NODE_IP) as sshd,
     ):
-        ssh.bind((NODE_IP, 0))
-        ssh.listen(16)
-        yield do, web, ssh
+        sshd.new_client_key(work / "id_ed25519")
+        yield do, web, sshd
 
 
 def _values(images: Images, do_url: str) -> list[str]:
@@ -106,7 +109,7 @@ def _values(images: Images, do_url: str) -> list[str]:
 def release(
     node: Cluster,
     images: tuple[Images, list[Path]],
-    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, SshServer],
 ) -> Iterator[list[str]]:
     values = _values(images[0], servers[0].url)
     node.kubectl("create", "namespace", NS)
@@ -183,11 +186,20 @@ def test_operator_pods_become_ready_through_their_probes(node: Cluster, release:
 def test_droplet_workflow_with_approval_through_the_webhook_service(
     node: Cluster,
     release: list[str],
-    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, SshServer],
 ) -> None:
-    do, web, ssh = servers
+    do, _, sshd = servers
+    node.kubectl(
+        "-n",
+        NS,
+        "create",
+        "secret",
+        "generic",
+        "ssh-key",
+        f"--from-file=id_ed25519={sshd.client_key}",
+    )
     manifest = yaml.safe_load((ROOT / "examples" / "digitalocean-droplet.yaml").read_text())
-    manifest["spec"]["inputs"].update(sshPort=ssh.getsockname()[1], configureUrl=f"{web.url}/echo")
+    manifest["spec"]["inputs"].update(sshPort=sshd.port, sshUser=sshd.user)
     manifest["spec"]["steps"].insert(
         0, {"name": "go_live", "approval": {"message": "Create the droplet?"}}
     )
@@ -205,14 +217,16 @@ def test_droplet_workflow_with_approval_through_the_webhook_service(
     assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
     assert done["status"]["steps"]["go_live"]["approval"]["decidedBy"] == "cerebelum-admin"
     assert do.droplet_count == 1
-    assert done["status"]["steps"]["configure_server"]["output"]["body"]["method"] == "POST"
+    configured = done["status"]["steps"]["configure_server"]["output"]
+    assert configured["exitStatus"] == 0 and "configured=" in configured["stdout"]
+    assert sshd.logins() == 2, "verify and configure logged in to the node's sshd from a pod"
 
 
 def test_job_steps_run_real_containers(
     node: Cluster,
     release: list[str],
     images: tuple[Images, list[Path]],
-    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, SshServer],
 ) -> None:
     web = servers[1]
     image = images[0].util  # busybox only: sh, wget
@@ -303,7 +317,7 @@ def test_metrics_are_scraped_through_the_service(node: Cluster, release: list[st
 def test_deleting_the_leader_pod_mid_run_loses_nothing(
     node: Cluster,
     release: list[str],
-    servers: tuple[FakeDigitalOcean, FakeHttpServer, socket.socket],
+    servers: tuple[FakeDigitalOcean, FakeHttpServer, SshServer],
 ) -> None:
     web = servers[1]
     before = set(web.effects)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import socket
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,11 +14,12 @@ import yaml
 from cerebelum.actions.digitalocean import idempotency_tag
 from cerebelum.api.durations import parse_time
 from tests.fakes.digitalocean import FakeDigitalOcean
-from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
 from tests.harness.operator import OperatorProcess
+from tests.harness.sshd import SshServer, keygen, sshd_missing
 from tests.harness.workflows import get, wait_for_phase, workflow
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples/digitalocean-droplet.yaml"
 TOKEN = "dop_v1_fake_token_0123456789abcdef_do_not_leak"
 TOKEN_REF = {"name": "do-token", "key": "token"}
 DROPLET = {
@@ -224,27 +226,79 @@ def test_the_token_appears_nowhere(
     assert TOKEN not in everything
 
 
-def test_the_droplet_example_runs_to_succeeded(
-    cluster: Cluster, namespace: str, do_operator: OperatorProcess, fake_do: FakeDigitalOcean
-) -> None:
-    manifest = yaml.safe_load(
-        (Path(__file__).resolve().parents[2] / "examples/digitalocean-droplet.yaml").read_text()
+def _droplet_example(sshd: SshServer) -> dict[str, Any]:
+    """The example as written, pointed at the local sshd (the fake API gives the droplet
+    127.0.0.1 as its public IP) and with waits short enough for a test."""
+    manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    manifest["spec"]["inputs"].update(sshPort=sshd.port, sshUser=sshd.user)
+    for step in manifest["spec"]["steps"]:
+        if "poll" in step:
+            step["poll"]["interval"] = "500ms"
+        if "retry" in step:
+            step["retry"]["backoff"]["delay"] = "300ms"
+    return manifest
+
+
+@pytest.fixture
+def ssh_key(tmp_path: Path, cluster: Cluster, namespace: str) -> str:
+    """The user's key pair, its private half in the Secret the example names; the public."""
+    key = tmp_path / "id_ed25519"
+    public = keygen(key)
+    cluster.kubectl(
+        "-n", namespace, "create", "secret", "generic", "ssh-key", f"--from-file=id_ed25519={key}"
     )
-    with FakeHttpServer() as web, socket.socket() as ssh:
-        ssh.bind(("127.0.0.1", 0))
-        ssh.listen(8)
-        manifest["spec"]["inputs"].update(
-            sshPort=ssh.getsockname()[1], configureUrl=f"{web.url}/echo"
-        )
-        cluster.apply(manifest, namespace)
-        done = wait_for_phase(cluster, namespace, "deploy-web", ("Succeeded", "Failed"), timeout=60)
-        configured = [r for r in web.requests if r["path"] == "/echo"]
+    return public
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshServer]:
+    missing = sshd_missing()
+    if missing and not os.environ.get("CEREBELUM_REQUIRE_NODE"):
+        pytest.skip(missing)
+    with SshServer(tmp_path / "sshd") as server:
+        yield server
+
+
+def test_the_droplet_example_runs_to_succeeded_over_real_ssh(
+    cluster: Cluster,
+    namespace: str,
+    do_operator: OperatorProcess,
+    fake_do: FakeDigitalOcean,
+    sshd: SshServer,
+    ssh_key: str,
+) -> None:
+    sshd.authorize(ssh_key)
+    cluster.apply(_droplet_example(sshd), namespace)
+    done = wait_for_phase(cluster, namespace, "deploy-web", ("Succeeded", "Failed"), timeout=60)
     steps = done["status"]["steps"]
     assert done["status"]["phase"] == "Succeeded", done["status"]["message"]
     assert steps["wait_for_droplet_ready"]["attempts"] >= 2, "the poll waited for the droplet"
     assert steps["wait_for_droplet_ready"]["output"]["droplet"]["status"] == "active"
-    assert steps["verify_ssh"]["output"]["host"] == "127.0.0.1", "the droplet's IP is an output"
-    assert len(configured) == 1
+    assert steps["verify_ssh"]["output"]["exitStatus"] is None, "verify only logs in"
     droplet_id = steps["create_droplet"]["output"]["droplet"]["id"]
-    assert f'"droplet": {droplet_id}' in configured[0]["body"]
-    assert fake_do.droplet_count == 1
+    configured = steps["configure_server"]["output"]
+    assert configured["exitStatus"] == 0
+    assert f"droplet={droplet_id} configured=" in configured["stdout"]
+    assert configured["hostKeyFingerprint"] == steps["verify_ssh"]["output"]["hostKeyFingerprint"]
+    assert steps["delete_droplet"]["phase"] == "Skipped"
+    assert fake_do.droplet_count == 1 and sshd.logins() == 2
+
+
+def test_the_droplet_example_deletes_the_droplet_when_ssh_never_lets_it_in(
+    cluster: Cluster,
+    namespace: str,
+    do_operator: OperatorProcess,
+    fake_do: FakeDigitalOcean,
+    sshd: SshServer,
+    ssh_key: str,
+) -> None:
+    cluster.apply(_droplet_example(sshd), namespace)  # the key is never authorized
+    done = wait_for_phase(cluster, namespace, "deploy-web", ("Succeeded", "Failed"), timeout=60)
+    steps = done["status"]["steps"]
+    assert done["status"]["phase"] == "Failed"
+    assert steps["verify_ssh"]["attempts"] == 10, "10 tries, as the reference document does"
+    assert steps["verify_ssh"]["error"]["errorClass"] == "AuthFailed"
+    assert steps["configure_server"]["phase"] == "Skipped"
+    assert steps["delete_droplet"]["phase"] == "Succeeded"
+    assert "the droplet was deleted" in done["status"]["message"]
+    assert fake_do.droplet_count == 0 and sshd.logins() == 0

@@ -387,7 +387,7 @@ def test_every_dsl_feature_example_runs_to_its_end(
                 "helpers": {"review": True},
             }
             ran_here = {
-                name: load_object(f"{EXAMPLES / name}.py:{_workflow_name(name)}").execute(
+                name: load_object(f"{EXAMPLES / name}.py:{_workflow_name(name)}").execute_sync(
                     local_inputs.get(name, {}),
                     approvals=approvals.get(name, {}),
                     raise_on_failure=False,

@@ -76,7 +76,7 @@ def test_kubectl_wait_for_condition_succeeded_returns(
     cluster.apply(workflow("later", [{"name": "nap", "sleep": {"duration": "1h"}}]), namespace)
     wait_for_phase(cluster, namespace, "later", "Sleeping")
     selected = cluster.kubectl(
-        "-n", namespace, "get", "cwf", "--field-selector", "status.phase=Succeeded", "-o", "name"
+        "-n", namespace, "get", "cbwf", "--field-selector", "status.phase=Succeeded", "-o", "name"
     ).stdout.split()
     assert selected == ["workflow.cerebelum.io/quick"]
 

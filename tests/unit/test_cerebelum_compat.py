@@ -72,14 +72,25 @@ async def test_execute_awaited_gives_cerebelums_result() -> None:
     assert result.execution_id and result.error is None
 
 
-def test_execute_outside_an_event_loop_works_at_once() -> None:
-    """Cerebelum's README calls execute without await and reads final_result."""
-    assert hello_workflow.execute({"name": "Carlos"}).final_result == "HELLO, CARLOS!"
+def test_execute_is_a_real_coroutine_for_asyncio_run_and_create_task() -> None:
+    """Cerebelum's ``execute`` is an ``async def``: the usual ways of running one work."""
+    result = asyncio.run(hello_workflow.execute({"name": "Carlos"}))
+    assert result.final_result == "HELLO, CARLOS!"
+
+    async def two_at_once() -> list[Any]:
+        tasks = [asyncio.create_task(hello_workflow.execute({"name": name})) for name in ("a", "b")]
+        return [t.final_result for t in await asyncio.gather(*tasks)]
+
+    assert asyncio.run(two_at_once()) == ["HELLO, A!", "HELLO, B!"]
 
 
-async def test_execute_not_awaited_inside_a_loop_says_what_to_do() -> None:
-    with pytest.raises(RuntimeError, match=r"must be awaited: result = await wf.execute"):
-        _ = hello_workflow.execute({}).final_result
+def test_execute_sync_runs_at_once_outside_an_event_loop() -> None:
+    assert hello_workflow.execute_sync({"name": "Carlos"}).final_result == "HELLO, CARLOS!"
+
+
+async def test_execute_sync_inside_a_loop_says_what_to_do() -> None:
+    with pytest.raises(RuntimeError, match=r"result = await wf.execute"):
+        hello_workflow.execute_sync({})
 
 
 async def test_dsl_local_executor_runs_a_workflow() -> None:
@@ -435,12 +446,12 @@ def test_compositions_and_the_serializer_show_the_structure() -> None:
 
 
 def test_definition_mistakes_raise_cerebelums_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    @workflow
+    def empty_workflow(wf: Any) -> None:
+        pass  # Cerebelum refuses it when it is validated or run, not when it is defined
+
     with pytest.raises(WorkflowDefinitionError) as empty:
-
-        @workflow
-        def empty_workflow(wf: Any) -> None:
-            pass
-
+        empty_workflow.validate()
     assert empty.value.workflow_name == "empty_workflow"
     assert "timeline" in empty.value.errors[0].lower()
     with pytest.raises(WorkflowDefinitionError, match="must not be async"):
@@ -472,7 +483,7 @@ def test_a_module_named_like_cerebelums_tutorials_renders(tmp_path: Path) -> Non
         manifest = wf.render({"name": "Ann"})
         assert manifest["spec"]["steps"][0]["python"]["function"] == "07_compat_tutorial:hi"
         assert "07_compat_tutorial:hi" in cerebelum.FUNCTIONS
-        assert wf.execute({"name": "Ann"}).final_result == "hi Ann"
+        assert wf.execute_sync({"name": "Ann"}).final_result == "hi Ann"
     finally:
         sys.modules.pop("07_compat_tutorial", None)
         sys.path.remove(str(tmp_path))
@@ -517,3 +528,117 @@ def test_execution_status_reads_a_workflow_as_cerebelums_client_would() -> None:
     assert view.sleep_info is not None
     assert (view.sleep_info.duration_ms, view.sleep_info.remaining_ms) == (600_000, 120_000)
     assert view.elapsed_seconds == 600 and view.approval_info is None
+
+
+# -- 10. the last gaps: Cerebelum's own tests' names and behaviours ------------------------
+
+
+def test_dsl_has_the_names_cerebelum_code_catches_and_builds() -> None:
+    from cerebelum import dsl
+
+    for name in (
+        "StepExecutionError",
+        "DependencyError",
+        "WorkflowValidator",
+        "DivergeRule",
+        "BranchRule",
+    ):
+        assert hasattr(dsl, name), name
+    assert issubclass(dsl.DependencyError, dsl.WorkflowDefinitionError)
+
+
+@step
+async def explode(context: Context, inputs: dict[str, Any]) -> dict[str, Any]:
+    raise ValueError("Something went wrong!")
+
+
+@workflow
+def exploding(wf: Any) -> None:
+    wf.timeline(explode)
+
+
+async def test_a_failed_step_raises_step_execution_error_with_the_original_exception() -> None:
+    from cerebelum.dsl import StepExecutionError
+
+    with pytest.raises(StepExecutionError) as caught:
+        await exploding.execute({})
+    assert caught.value.step_name == "explode"
+    assert isinstance(caught.value.original_error, ValueError)
+    assert caught.value.execution_id and "Something went wrong!" in caught.value.message
+
+
+def test_a_parameter_naming_no_step_is_a_dependency_error() -> None:
+    from cerebelum.dsl import DependencyError
+
+    @step
+    async def needs_missing(context: Context, missing_step: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(DependencyError) as caught:
+
+        @workflow
+        def broken(wf: Any) -> None:
+            wf.timeline(needs_missing)
+
+    assert (caught.value.step_name, caught.value.dependency) == ("needs_missing", "missing_step")
+
+
+@step
+async def check_inventory(context: Context, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"in_stock": inputs["stock"] > 0}
+
+
+@step
+async def process_order(context: Context, inputs: dict[str, Any]) -> str:
+    return "processed"
+
+
+@step
+async def backorder(context: Context, inputs: dict[str, Any]) -> str:
+    return "backordered"
+
+
+def test_a_branch_target_off_the_timeline_is_a_handler_and_the_rule_is_kept() -> None:
+    @workflow
+    def shop(wf: Any) -> None:
+        wf.timeline(check_inventory >> process_order)
+        wf.branch(
+            after=check_inventory,
+            condition=lambda out: out["in_stock"],
+            when_true=process_order,
+            when_false=backorder,
+        )
+
+    [rule] = shop.builder.get_branch_rules()
+    assert (rule.after.name, rule.when_true.name, rule.when_false.name) == (
+        "check_inventory",
+        "process_order",
+        "backorder",
+    )
+    assert shop.execute_sync({"stock": 0}).final_result == "backordered"
+    assert shop.execute_sync({"stock": 3}).steps_run == ["check_inventory", "process_order"]
+
+
+def test_workflow_validator_reports_an_empty_timeline_and_a_circular_dependency() -> None:
+    from cerebelum.dsl import WorkflowValidator
+
+    ok = WorkflowValidator(
+        workflow_name="ok", timeline=[greet, shout], diverge_rules=[], branch_rules=[]
+    )
+    assert ok.validate().is_valid
+    empty = WorkflowValidator(workflow_name="empty", timeline=[], diverge_rules=[], branch_rules=[])
+    report = empty.validate()
+    assert not report.is_valid and "empty timeline" in report.errors[0].lower()
+    backwards = WorkflowValidator(workflow_name="backwards", timeline=[shout, greet])
+    report = backwards.validate()
+    assert not report.is_valid and "circular dependency" in report.errors[0].lower()
+
+
+def test_composition_items_and_parallel_group_steps_as_cerebelums_tests_read_them() -> None:
+    composition = greet >> [shout, explode]
+    assert len(composition.items) == 2 and composition.items[0] == greet
+    group = composition.items[1]
+    assert isinstance(group, ParallelStepGroup) and [s.name for s in group.steps] == [
+        "shout",
+        "explode",
+    ]

@@ -55,7 +55,7 @@ def test_every_field_is_described_and_structural(build: Callable[[], dict[str, A
 def test_crd_names_columns_and_selectable_phase() -> None:
     crd = build_crd()
     names = crd["spec"]["names"]
-    assert names["shortNames"] == ["cwf"] and names["categories"] == ["cerebelum"]
+    assert names["shortNames"] == ["cbwf"] and names["categories"] == ["cerebelum"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == [

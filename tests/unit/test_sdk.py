@@ -312,7 +312,7 @@ def test_a_step_defined_in_a_function_runs_locally_but_does_not_render() -> None
     def local_only(wf: Any) -> None:
         wf.timeline(nested)
 
-    assert local_only.execute({"x": 1}).final_result == {"seen": 1}
+    assert local_only.execute_sync({"x": 1}).final_result == {"seen": 1}
     assert local_only.validate().warnings == [
         "step nested is defined inside a function: wf.execute() runs it, a worker cannot"
     ]
@@ -392,11 +392,14 @@ def test_other_definition_mistakes() -> None:
         poll(lambda r: True, interval=1, max_attempts=3)(http_step("probe", "https://x"))
     with pytest.raises(DefinitionError, match="step bad: tcp: port"):
         tcp_step("bad", "host", port=None)  # type: ignore[arg-type]
-    with pytest.raises(DefinitionError, match=r"never calls wf\.timeline"):
 
-        @workflow
-        def empty(wf: Any) -> None:
-            pass
+    @workflow
+    def empty(wf: Any) -> None:
+        pass  # refused when validated, rendered or run, as Cerebelum does; not at definition
+
+    for use in (empty.validate, empty.render, lambda: empty.execute_sync({})):
+        with pytest.raises(DefinitionError, match=r"never calls wf\.timeline"):
+            use()
 
     check = http_step("check", "https://x")
     with pytest.raises(

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from cerebelum.actions import digitalocean, http, job, local, python, tcp
+from cerebelum.actions import digitalocean, http, job, local, python, ssh, tcp
 from cerebelum.actions.base import Action, ActionContext, ActionKind, execute
 from cerebelum.actions.errors import ActionError
 
@@ -20,6 +20,7 @@ KINDS: dict[str, ActionKind] = {
         local.FAIL,
         http.KIND,
         tcp.KIND,
+        ssh.KIND,
         digitalocean.KIND,
         job.KIND,
         python.KIND,

@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -50,6 +50,8 @@ class ActionContext:
     timeout: datetime.timedelta | None = None
     #: Where finished StepRuns arrive from the operator's watch (python steps).
     stepruns: Any = None
+    #: What earlier steps pinned for the rest of the workflow (``status.pins``).
+    pins: Mapping[str, str] = field(default_factory=dict)
     #: Post a Warning Event on the workflow: (reason, message).
     warn: Callable[[str, str], Awaitable[None]] | None = None
 
@@ -62,6 +64,8 @@ class CheckedOutput:
     checks: dict[str, bool] | None = None
     #: The step asked the workflow to wait after it (a Python step's in-step wait).
     pause: Pause | None = None
+    #: Values to keep for the rest of the workflow (``status.pins``).
+    pins: dict[str, str] | None = None
 
 
 class Action(Protocol):
@@ -108,7 +112,12 @@ async def execute(action: Action, call: ActionCall, context: ActionContext) -> A
         return result
     error = result.error
     if error is not None:
-        error = error.model_copy(update={"message": scrub(error.message, secrets)})
+        error = error.model_copy(
+            update={
+                "message": scrub(error.message, secrets),
+                "details": scrub(error.details, secrets),
+            }
+        )
     return replace(result, output=scrub(result.output, secrets), error=error)
 
 
@@ -122,7 +131,11 @@ async def _attempt(
     request details); their traceback comes back for the caller to log, scrubbed.
     """
 
-    def failed(error: StepError, retry_after: datetime.timedelta | None = None) -> ActionResult:
+    def failed(
+        error: StepError,
+        retry_after: datetime.timedelta | None = None,
+        pins: dict[str, str] | None = None,
+    ) -> ActionResult:
         return ActionResult(
             step=call.step,
             visit=call.visit,
@@ -130,11 +143,17 @@ async def _attempt(
             ok=False,
             error=error,
             retry_after=retry_after,
+            pins=pins,
         )
 
     def from_error(exc: ActionError) -> ActionResult:
-        error = StepError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
-        return failed(error, exc.retry_after)
+        error = StepError(
+            error_class=exc.error_class,
+            message=exc.message,
+            retryable=exc.retryable,
+            details=exc.details,
+        )
+        return failed(error, exc.retry_after, exc.pins)
 
     try:
         if call.timeout is not None:
@@ -166,10 +185,9 @@ async def _attempt(
             retryable=False,
         )
         return failed(error), "".join(traceback.format_exception(exc))
-    checks = None
-    pause = None
+    checks = pause = pins = None
     if isinstance(output, CheckedOutput):
-        output, checks, pause = output.value, output.checks, output.pause
+        output, checks, pause, pins = output.value, output.checks, output.pause, output.pins
     return ActionResult(
         step=call.step,
         visit=call.visit,
@@ -178,4 +196,5 @@ async def _attempt(
         output=output,
         checks=checks,
         pause=pause,
+        pins=pins,
     ), None

@@ -8,6 +8,7 @@ API retry and the operator's own API client can all use it.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 
 class ActionError(Exception):
@@ -20,12 +21,18 @@ class ActionError(Exception):
         *,
         retryable: bool,
         retry_after: datetime.timedelta | None = None,
+        details: dict[str, Any] | None = None,
+        pins: dict[str, str] | None = None,
     ) -> None:
         super().__init__(f"{error_class}: {message}")
         self.error_class = error_class
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        #: Structured detail a rule may match (``error.details`` in CEL).
+        self.details = details
+        #: Values to keep for the rest of the workflow even though the attempt failed.
+        self.pins = pins
 
 
 def transport_error(exc: BaseException) -> ActionError | None:

@@ -71,9 +71,23 @@ class KubeSecretSource:
                 "SecretKeyNotFound", f"{where}: no such key (keys: {keys})", retryable=False
             )
         value = base64.b64decode(data[key]).decode("utf-8").strip()
-        if value:
-            self._revealed.add(value)
+        self._revealed |= revealed_parts(value)
         return value
+
+
+#: Lines of a multi-line secret this long or longer are scrubbed on their own too.
+_LINE_MIN = 16
+
+
+def revealed_parts(value: str) -> set[str]:
+    """What to scrub for a secret: the value, and each long line of a multi-line one (a
+    private key), so that part of it echoed back is scrubbed as well."""
+    if not value:
+        return set()
+    parts = {value}
+    if "\n" in value:
+        parts |= {line.strip() for line in value.splitlines() if len(line.strip()) >= _LINE_MIN}
+    return parts
 
 
 class NoSecrets:

@@ -25,7 +25,10 @@ class ApiModel(BaseModel):
 def describe_errors(error: ValidationError, prefix: str = "") -> str:
     """A model's validation errors as one line a user can act on: ``field.path: problem``
     for each, joined by "; " (the webhook, status and the SDK all say it this way)."""
-    return "; ".join(
-        f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-        for e in error.errors(include_url=False)
-    )
+    parts = []
+    for e in error.errors(include_url=False):
+        where = ".".join(str(p) for p in e["loc"])
+        if where or prefix:
+            where = f"{prefix}{where}".rstrip(".")
+        parts.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
+    return "; ".join(parts)

@@ -34,7 +34,7 @@ Expression = Annotated[
 ]
 
 #: Action kinds a step may carry; at most one per step.
-ACTION_KINDS = ("noop", "fail", "http", "tcp", "digitalocean", "job", "python")
+ACTION_KINDS = ("noop", "fail", "http", "tcp", "ssh", "digitalocean", "job", "python")
 
 
 def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
@@ -225,6 +225,99 @@ class JobAction(ApiModel):
     service_account_name: str | None = Field(
         default=None, max_length=253, description="Service account of the pod."
     )
+
+
+class KnownHosts(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            "has(self.inline) != has(self.secretKeyRef)",
+            "knownHosts needs exactly one of inline or secretKeyRef",
+        ),
+    ),
+):
+    """Host keys to trust, in OpenSSH's known_hosts format: one ``HOST KEYTYPE KEY`` per
+    line, ``[host]:port`` for a port other than 22 (what ``ssh-keyscan -p PORT HOST`` prints)."""
+
+    inline: str | None = Field(
+        default=None, max_length=65536, description="The known_hosts lines themselves."
+    )
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding the known_hosts lines."
+    )
+
+
+class SshAction(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            "has(self.knownHosts) != (has(self.acceptNew) && self.acceptNew)",
+            "ssh needs exactly one host key policy: knownHosts (pinned) or acceptNew: true "
+            "(trust on first use)",
+        ),
+        ("!(has(self.command) && has(self.script))", "ssh takes command or script, not both"),
+    ),
+):
+    """Action: log in over SSH with a key (asyncssh) and, optionally, run a command or a
+    script. Without either it only connects and authenticates. Output: {exitStatus, stdout,
+    stderr, hostKeyFingerprint}; stdout and stderr are cut at 16 KiB each (truncated: true).
+    Errors: ConnectionRefused, Unreachable, Timeout, AuthFailed (all retryable: cloud-init
+    often opens sshd before the key is installed), HostKeyMismatch (never retried),
+    NonZeroExit (error.details holds exitStatus, stdout, stderr), InvalidAction."""
+
+    host: str = Field(min_length=1, max_length=253, description="Host name or IP; may use ${{ }}.")
+    port: int | str | None = Field(
+        default=None,
+        description="Port (default 22), or an expression giving one.",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+    user: str | None = Field(default=None, max_length=64, description="User name (default root).")
+    key_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the private key (OpenSSH or PEM format)."
+    )
+    passphrase_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the private key's passphrase, if any."
+    )
+    known_hosts: KnownHosts | None = Field(
+        default=None, description="Pinned host keys: only these are trusted."
+    )
+    accept_new: bool | None = Field(
+        default=None,
+        description=(
+            "Trust the key the host shows the first time (recorded in status.pins), and "
+            "require that same key for every later ssh step of this workflow to the same "
+            "host and port."
+        ),
+    )
+    command: str | None = Field(
+        default=None, max_length=65536, description="Command to run (by the remote shell)."
+    )
+    script: str | None = Field(
+        default=None, max_length=262144, description="Script sent to `sh -s` on stdin."
+    )
+    env: dict[str, str] | None = Field(
+        default=None,
+        description="Variables exported by the remote shell before the command or script.",
+    )
+    expect_exit: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="Exit statuses that mean success (default [0]); others fail with NonZeroExit.",
+    )
+    connect_timeout: Duration | None = Field(
+        default=None, description="Limit for the connection and login (default 10s)."
+    )
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> SshAction:
+        """The schema's rules, for the SDK and the webhook to say the same at once."""
+        if (self.known_hosts is not None) == bool(self.accept_new):
+            raise ValueError(
+                "ssh needs exactly one host key policy: knownHosts (pinned) or acceptNew: true"
+            )
+        if self.command is not None and self.script is not None:
+            raise ValueError("ssh takes command or script, not both")
+        return self
 
 
 QUEUE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -541,6 +634,9 @@ class Step(
     )
     http: HttpAction | None = Field(default=None, description="Action: an HTTP request.")
     tcp: TcpAction | None = Field(default=None, description="Action: a TCP reachability check.")
+    ssh: SshAction | None = Field(
+        default=None, description="Action: an SSH login, and a command or script."
+    )
     digitalocean: DigitalOceanAction | None = Field(
         default=None, description="Action: a DigitalOcean API call."
     )

@@ -195,6 +195,11 @@ class StepError(ApiModel):
     error_class: str = Field(description="Error class, e.g. Timeout, Transient, ExpressionError.")
     message: str = Field(description="What went wrong.")
     retryable: bool = Field(default=False, description="Whether the action said it may be retried.")
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured detail, e.g. an ssh command's exitStatus, stdout and stderr.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 class ApprovalStatus(ApiModel):
@@ -344,6 +349,13 @@ class WorkflowStatus(ApiModel):
     )
     history: list[Transition] | None = Field(
         default=None, description="The latest transitions (bounded)."
+    )
+    pins: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "What steps fixed for the rest of the workflow, by key: the host keys ssh steps "
+            "trusted on first use (acceptNew), as ssh:HOST:PORT -> public key."
+        ),
     )
 
 

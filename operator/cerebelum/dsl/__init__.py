@@ -30,21 +30,27 @@ from cerebelum.sdk import (
     workflow,
 )
 from cerebelum.sdk.serializer import DSLSerializer, WorkflowDefinition
+from cerebelum.sdk.steps import DependencyError, StepExecutionError
+from cerebelum.sdk.workflow import BranchRule, DivergeRule, WorkflowValidator
 
 StepMetadata = StepDef
 WorkflowMetadata = WorkflowDef
 DSLError = DefinitionError
 
 __all__ = [
+    "BranchRule",
     "Context",
     "DSLError",
     "DSLLocalExecutor",
     "DSLSerializer",
+    "DependencyError",
+    "DivergeRule",
     "ExecutionError",
     "ParallelStepGroup",
     "ProgressReporter",
     "StepComposition",
     "StepDefinitionError",
+    "StepExecutionError",
     "StepMetadata",
     "StepRegistry",
     "ValidationReport",
@@ -53,6 +59,7 @@ __all__ = [
     "WorkflowDefinitionError",
     "WorkflowMetadata",
     "WorkflowRegistry",
+    "WorkflowValidator",
     "poll",
     "retry",
     "sleep",

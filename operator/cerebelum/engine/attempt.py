@@ -44,6 +44,8 @@ def on_result(run: Run, result: ActionResult) -> None:
     ):
         return  # a stale result (a cancelled or superseded attempt): ignore it
     step = run.spec_step(result.step)
+    if result.pins:
+        run.status.pins = {**result.pins, **(run.status.pins or {})}
     if not result.ok:
         error = result.error or StepError(error_class="Unknown", message="action failed")
         failed(run, step, error, result.retry_after)

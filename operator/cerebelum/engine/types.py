@@ -67,6 +67,9 @@ class ActionResult:
     checks: dict[str, bool] | None = None
     #: Wait after this attempt before the step succeeds (in-step sleep or approval).
     pause: Pause | None = None
+    #: Values to keep for the rest of the workflow (``status.pins``); a key already pinned
+    #: keeps its first value.
+    pins: dict[str, str] | None = None
 
 
 #: Everything that can happen to a workflow from outside the engine.

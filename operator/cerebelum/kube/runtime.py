@@ -304,6 +304,7 @@ class Runtime:
             kube=self.kube.api,
             inputs=(body.get("spec") or {}).get("inputs") or {},
             approval=step_status.get("approval"),
+            pins=(latest.get("status") or {}).get("pins") or {},
             timeout=call.timeout,
             stepruns=self.stepruns,
             warn=lambda reason, message: self.kube.post_event(latest, "Warning", reason, message),

@@ -19,6 +19,7 @@ from cerebelum.sdk.declarative import (
     job_step,
     output_step,
     sleep_step,
+    ssh_step,
     tcp_step,
 )
 from cerebelum.sdk.helpers import ProgressReporter, poll, retry, sleep, wait_for_approval
@@ -89,6 +90,7 @@ __all__ = [
     "skip_to",
     "sleep",
     "sleep_step",
+    "ssh_step",
     "step",
     "tcp_step",
     "wait_for_approval",

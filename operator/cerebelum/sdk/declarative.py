@@ -17,6 +17,7 @@ from cerebelum.api.spec import (
     HttpAction,
     JobAction,
     NoopAction,
+    SshAction,
     TcpAction,
 )
 from cerebelum.sdk.steps import DefinitionError, Sleep, StepDef, _check_name, approval
@@ -65,6 +66,48 @@ def tcp_step(name: str, host: str, port: int | str, *, timeout: float | str = 5)
     """A TCP reachability check (e.g. SSH answers); output {reachable, latencyMs}."""
     fields = {"host": host, "port": port, "connectTimeout": _seconds(timeout)}
     return _declare(name, "tcp", TcpAction, fields)
+
+
+def ssh_step(
+    name: str,
+    host: str,
+    *,
+    key_secret: tuple[str, str],
+    user: str = "root",
+    port: int | str = 22,
+    command: str | None = None,
+    script: str | None = None,
+    env: dict[str, str] | None = None,
+    known_hosts: str | None = None,
+    known_hosts_secret: tuple[str, str] | None = None,
+    accept_new: bool = False,
+    expect_exit: list[int] | None = None,
+    connect_timeout: float | None = None,
+    timeout: float | None = None,
+) -> StepDef:
+    """An SSH login with the private key in Secret ``key_secret`` = (name, key), then
+    ``command`` or ``script`` (neither: only log in). Trust host keys from ``known_hosts``
+    (inline lines or ``known_hosts_secret``) or, with ``accept_new=True``, the first key seen;
+    output {exitStatus, stdout, stderr, hostKeyFingerprint}."""
+    policy: dict[str, Any] | None = None
+    if known_hosts is not None:
+        policy = {"inline": known_hosts}
+    elif known_hosts_secret is not None:
+        policy = {"secretKeyRef": {"name": known_hosts_secret[0], "key": known_hosts_secret[1]}}
+    fields = {
+        "host": host,
+        "port": port,
+        "user": user,
+        "keySecretRef": {"name": key_secret[0], "key": key_secret[1]},
+        "knownHosts": policy,
+        "acceptNew": accept_new or None,
+        "command": command,
+        "script": script,
+        "env": env,
+        "expectExit": expect_exit,
+        "connectTimeout": _seconds(connect_timeout),
+    }
+    return replace(_declare(name, "ssh", SshAction, fields), timeout=timeout)
 
 
 def digitalocean_step(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,7 +37,7 @@ from cerebelum.engine import ActionCall, ActionResult, ApprovalDecision, Workflo
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.helpers import CLOCK
 from cerebelum.sdk.running import pause_request, run_step
-from cerebelum.sdk.steps import StepDef, reference
+from cerebelum.sdk.steps import StepDef, StepExecutionError, reference
 
 #: Where the virtual clock starts unless ``start=`` says otherwise.
 EPOCH = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -67,13 +67,15 @@ class LocalWorkflow(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class ExecutionError(Exception):
-    """The workflow failed (Cerebelum raises this from ``execute``); ``result`` has it all."""
+class ExecutionError(StepExecutionError):
+    """The workflow failed (Cerebelum raises its ``StepExecutionError``, which this is, from
+    ``execute``); ``result`` has it all."""
 
-    def __init__(self, message: str, result: ExecutionResult) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, result: ExecutionResult, original_error: BaseException | None = None
+    ) -> None:
+        super().__init__(result.failed_step, message, original_error, result.execution_id)
         self.result = result
-        self.step_name = result.failed_step
         self.error = result.error
 
 
@@ -147,6 +149,8 @@ class LocalRun:
                 "digitalocean", endpoint=digitalocean_endpoint
             )
         self.status: WorkflowStatus | None = None
+        #: The latest exception each Python step raised here (``original_error``).
+        self.exceptions: dict[str, BaseException] = {}
         self.finished_order: list[str] = []
         self.history: list[Transition] = []
 
@@ -209,6 +213,7 @@ class LocalRun:
             call.idempotency_key,
             settings=self.settings.of(call.kind),
             inputs=self.inputs,
+            pins=self.status.pins or {},
             approval=approval,
             timeout=call.timeout,
         )
@@ -247,6 +252,8 @@ class LocalRun:
             )
         finally:
             CLOCK.reset(token)
+        if done.exception is not None:
+            self.exceptions[call.step] = done.exception
         # The in-step wait takes the operator's path: written as a StepRun's result would
         # be, read back as the operator reads it, and carried out by the engine.
         request = pause_request(done.pause)
@@ -360,77 +367,51 @@ async def run(
     digitalocean_endpoint: str | None = None,
 ) -> ExecutionResult:
     """Run ``wf`` to its end (or to an approval nobody scripted) on a virtual clock."""
-    result = await LocalRun(
+    local = LocalRun(
         wf,
         inputs or {},
         approvals=approvals,
         start=start,
         digitalocean_endpoint=digitalocean_endpoint,
-    ).run()
+    )
+    result = await local.run()
     if raise_on_failure and result.status == "failed":
         where = f"step '{result.failed_step}' " if result.failed_step else ""
-        raise ExecutionError(f"workflow {wf.name} failed: {where}{result.error}", result)
+        original = local.exceptions.get(result.failed_step or "")
+        raise ExecutionError(f"workflow {wf.name} failed: {where}{result.error}", result, original)
     return result
 
 
-class Execution:
-    """What ``wf.execute(...)`` returns: awaitable (``await wf.execute(...)``, as Cerebelum's
-    examples do), or, called outside an event loop, run at once and usable as the result
-    (``wf.execute(...).final_result``, as Cerebelum's README does)."""
-
-    def __init__(
-        self, wf: LocalWorkflow, inputs: Mapping[str, Any], options: dict[str, Any]
-    ) -> None:
-        executor = options.pop("executor", None)
-        if options.pop("distributed", False):
-            raise ValueError(
-                "execute(distributed=True): there is no Cerebelum Core here; the cluster is the "
-                f"engine: `cerebelum apply MODULE:{wf.definition_func.__name__}` and run "
-                "`cerebelum worker` for its Python steps"
-            )
-        for unused in ("max_reconnect_attempts", "reconnect_max_delay"):
-            options.pop(unused, None)
-        self._wf = wf
-        self._inputs = inputs
-        self._options = options
-        self._executor = executor
-        self._result: ExecutionResult | None = None
-        if not _loop_running():  # plain code: run now, while what the steps use is up
-            self._result = asyncio.run(self._go())
-
-    async def _go(self) -> Any:
-        if self._executor is not None:
-            return await self._executor.execute(self._wf, dict(self._inputs))
-        return await run(self._wf, self._inputs, **self._options)
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        if self._result is not None:
-            return _ready(self._result).__await__()
-        return self._go().__await__()
-
-    def result(self) -> ExecutionResult:
-        if self._result is None:
-            if _loop_running():
-                raise RuntimeError(
-                    "wf.execute(...) inside a running event loop must be awaited: "
-                    "result = await wf.execute(...)"
-                )
-            self._result = asyncio.run(self._go())
-        return self._result
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.result(), name)
+async def execute(
+    wf: LocalWorkflow, inputs: Mapping[str, Any], options: dict[str, Any]
+) -> ExecutionResult:
+    """``await wf.execute(inputs, **options)``: Cerebelum's options are taken (``executor``
+    runs it elsewhere; ``distributed=True`` is refused, saying what replaces Core)."""
+    options = dict(options)
+    executor = options.pop("executor", None)
+    if options.pop("distributed", False):
+        raise ValueError(
+            "execute(distributed=True): there is no Cerebelum Core here; the cluster is the "
+            f"engine: `cerebelum apply MODULE:{wf.definition_func.__name__}` and run "
+            "`cerebelum worker` for its Python steps"
+        )
+    for unused in ("max_reconnect_attempts", "reconnect_max_delay"):
+        options.pop(unused, None)
+    if executor is not None:
+        result: ExecutionResult = await executor.execute(wf, dict(inputs))
+        return result
+    return await run(wf, inputs, **options)
 
 
-async def _ready(result: Any) -> Any:
-    return result
-
-
-def _loop_running() -> bool:
+def execute_sync(
+    wf: LocalWorkflow, inputs: Mapping[str, Any], options: dict[str, Any]
+) -> ExecutionResult:
+    """``wf.execute_sync(inputs)``: the same, run at once from plain (non-async) code."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
+        return asyncio.run(execute(wf, inputs, options))
+    raise RuntimeError(
+        "wf.execute_sync(...) runs its own event loop, and one is running here: "
+        "result = await wf.execute(...)"
+    )

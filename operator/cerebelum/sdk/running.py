@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cerebelum.api.status import StepError
@@ -30,14 +30,19 @@ class StepOutcome:
     error: StepError | None = None
     #: The step ended with ``await sleep(...)``/``await wait_for_approval(...)``.
     pause: WorkflowMarker | None = None
+    #: The exception the step raised, for a caller in the same process (the local runner).
+    exception: BaseException | None = field(default=None, compare=False)
 
 
-def _error(error_class: str, message: str, *, retryable: bool) -> StepOutcome:
+def _error(
+    error_class: str, message: str, *, retryable: bool, exception: BaseException | None = None
+) -> StepOutcome:
     return StepOutcome(
         ok=False,
         error=StepError(
             error_class=error_class, message=message[:_MESSAGE_LIMIT], retryable=retryable
         ),
+        exception=exception,
     )
 
 
@@ -75,9 +80,13 @@ async def run_step(
     except TimeoutError as exc:
         if expired:
             return _error("Timeout", f"step took longer than {timeout:g}s", retryable=True)
-        return _error(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
+        return _error(
+            type(exc).__name__, str(exc) or type(exc).__name__, retryable=True, exception=exc
+        )
     except Exception as exc:
-        return _error(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
+        return _error(
+            type(exc).__name__, str(exc) or type(exc).__name__, retryable=True, exception=exc
+        )
     read = outcome(returned)
     if not read.ok:
         return _error("ReturnedError", read.error or "error", retryable=True)

@@ -59,6 +59,37 @@ def duration(seconds: float) -> str:
 # manifest field it renders (``key``), on which side of the action it is written, and how.
 
 
+class DependencyError(WorkflowDefinitionError):
+    """A step needs the output of a step that does not run before it (Cerebelum's name, with
+    its ``step_name``, ``dependency`` and ``reason``). Raised when the workflow is defined:
+    ``except WorkflowDefinitionError`` catches it too."""
+
+    def __init__(self, workflow_name: str, step_name: str, dependency: str, reason: str) -> None:
+        self.step_name = step_name
+        self.dependency = dependency
+        self.reason = reason
+        super().__init__(workflow_name, [reason])
+
+
+class StepExecutionError(Exception):
+    """A step failed when the workflow ran (Cerebelum's name): ``step_name``, ``message``,
+    ``original_error`` (the exception a Python step raised here, if any) and
+    ``execution_id``. ``wf.execute`` raises its subclass ``ExecutionError``."""
+
+    def __init__(
+        self,
+        step_name: str | None,
+        message: str,
+        original_error: BaseException | None = None,
+        execution_id: str | None = None,
+    ) -> None:
+        self.step_name = step_name
+        self.message = message
+        self.original_error = original_error
+        self.execution_id = execution_id
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Sleep:
     seconds: float | None = None

@@ -19,11 +19,12 @@ from cerebelum.api import API_VERSION, KIND
 from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.steprun import DEFAULT_QUEUE
-from cerebelum.sdk.local import Execution, ExecutionResult, run
+from cerebelum.sdk.local import ExecutionResult, execute, execute_sync, run
 from cerebelum.sdk.registry import WorkflowRegistry
 from cerebelum.sdk.steps import (
     FUNCTIONS,
     DefinitionError,
+    DependencyError,
     Retry,
     StepDef,
     Timeline,
@@ -100,6 +101,24 @@ def _pattern_condition(pattern: str | Cel) -> tuple[str, bool]:
     )
 
 
+@dataclass(frozen=True)
+class DivergeRule:
+    """``wf.diverge(from_step, patterns)`` as given (Cerebelum's name)."""
+
+    from_step: StepDef
+    patterns: dict[Any, Any]
+
+
+@dataclass(frozen=True)
+class BranchRule:
+    """``wf.branch(after, condition, when_true, when_false)`` as given (Cerebelum's name)."""
+
+    after: StepDef
+    condition: Any
+    when_true: StepDef | None
+    when_false: StepDef | None
+
+
 class WorkflowBuilder:
     """The ``wf`` a @workflow function receives."""
 
@@ -110,6 +129,15 @@ class WorkflowBuilder:
         self.retries: dict[str, Retry] = {}
         #: Steps reached only through wf.diverge, off the timeline: chains, in order.
         self.handlers: list[list[StepDef]] = []
+        #: The rules as given (Cerebelum's introspection), besides what they render to.
+        self.diverge_rules: list[DivergeRule] = []
+        self.branch_rules: list[BranchRule] = []
+
+    def get_diverge_rules(self) -> list[DivergeRule]:
+        return list(self.diverge_rules)
+
+    def get_branch_rules(self) -> list[BranchRule]:
+        return list(self.branch_rules)
 
     def _known(self, stepdef: Any, role: str) -> StepDef:
         if not isinstance(stepdef, StepDef):
@@ -137,7 +165,9 @@ class WorkflowBuilder:
         if self.line is not None:
             line = Timeline(self.line.groups + line.groups)
         if not line.groups:
-            raise DefinitionError(f"workflow {self._name}: the timeline is empty")
+            raise DefinitionError(
+                f"workflow {self._name}: empty timeline: give wf.timeline at least one step"
+            )
         seen: dict[str, StepDef] = {}
         for s in line.steps:
             if s.name in seen:
@@ -162,15 +192,22 @@ class WorkflowBuilder:
                 if param == "inputs":
                     continue
                 if param not in order:
-                    raise DefinitionError(
+                    raise DependencyError(
+                        self._name,
+                        name,
+                        param,
                         f"workflow {self._name}: step {name} has a parameter {param!r} that "
-                        f"names no step of the workflow (steps: {', '.join(order)}; or `inputs`)"
+                        f"names no step of the workflow (steps: {', '.join(order)}; or `inputs`)",
                     )
                 if order[param] >= index:
                     where = "in parallel with" if order[param] == index else "after"
-                    raise DefinitionError(
+                    raise DependencyError(
+                        self._name,
+                        name,
+                        param,
                         f"workflow {self._name}: step {name} needs the output of {param}, which "
-                        f"runs {where} it: a cycle (move {param} before {name} in the timeline)"
+                        f"runs {where} it: a circular dependency (move {param} before {name} in "
+                        "the timeline)",
                     )
 
     def _by_name(self, name: str) -> StepDef:
@@ -205,6 +242,7 @@ class WorkflowBuilder:
         s = self._known(from_step, "wf.diverge")
         if not patterns:
             raise DefinitionError(f"workflow {self._name}: wf.diverge({s.name}, {{}}) is empty")
+        self.diverge_rules.append(DivergeRule(s, dict(patterns)))
         rules = self.rules.setdefault(s.name, [])
         for pattern, action in patterns.items():
             if not isinstance(pattern, (str, Cel)):
@@ -288,6 +326,7 @@ class WorkflowBuilder:
         evaluates it) or CEL on ``output``.
         """
         s = self._known(after, "wf.branch")
+        self.branch_rules.append(BranchRule(s, condition, when_true, when_false))
         if callable(condition) and not isinstance(condition, Cel):
             if s.kind != "python":
                 raise DefinitionError(
@@ -306,8 +345,12 @@ class WorkflowBuilder:
         for target, when in ((when_true, f"{_SUCCESS} && ({test})"), (when_false, _SUCCESS)):
             if target is None:
                 rules.append({"when": when, "continue": True})
-            else:
-                rules.append({"when": when, "goto": self._known(target, "a branch target").name})
+            elif not isinstance(target, StepDef):
+                raise DefinitionError(
+                    f"workflow {self._name}: a branch target must be a step, not {target!r}"
+                )
+            else:  # off the timeline: a handler, as diverge targets are
+                rules.append({"when": when, "goto": self._route_to(target)})
 
 
 #: What a bare "retry" in wf.diverge means: up to 10 attempts, 1s doubling to at most 1m.
@@ -331,6 +374,7 @@ class WorkflowDef:
         active_deadline: float | None,
         max_step_visits: int | None,
         core_url: str = "localhost:9090",
+        register: bool = True,
     ) -> None:
         #: The name as written (Cerebelum's spelling, e.g. ``user_workflow``); the Workflow
         #: object is named ``resource_name``, the DNS-safe form (``user-workflow``).
@@ -350,24 +394,34 @@ class WorkflowDef:
         self.builder = WorkflowBuilder(self.name)
         try:
             fn(self.builder)
-            if self.builder.line is None:
-                raise DefinitionError(f"workflow {self.name}: it never calls wf.timeline(...)")
-            self._spec(importable=False)  # every remaining mistake shows now, at import time
+            if self.builder.line is not None:
+                self._spec(importable=False)  # every remaining mistake shows now, at import
         except WorkflowDefinitionError:
             raise
         except DefinitionError as exc:
             raise WorkflowDefinitionError(self.name, [str(exc)]) from None
-        WorkflowRegistry.register(self)
+        if register:
+            WorkflowRegistry.register(self)
+
+    def _complete(self) -> Timeline:
+        """The timeline; a definition that never set one is refused when it is validated,
+        rendered or run (as Cerebelum does), not when it is defined."""
+        if self.builder.line is None:
+            raise WorkflowDefinitionError(
+                self.name,
+                [f"workflow {self.name}: empty timeline: it never calls wf.timeline(...)"],
+            )
+        return self.builder.line
 
     @property
     def steps(self) -> list[StepDef]:
         """Every step: the timeline's, then handlers reached only through wf.diverge."""
-        assert self.builder.line is not None
-        return self.builder.line.steps + [s for h in self.builder.handlers for s in h]
+        return self._complete().steps + [s for h in self.builder.handlers for s in h]
 
     def validate(self) -> ValidationReport:
-        """Cerebelum's check: mistakes raise at definition here, so a defined workflow is
-        valid; the report says so, and warns about steps a worker could not import."""
+        """Cerebelum's check: mistakes raise at definition here (a missing timeline now),
+        so a defined workflow is valid; the report says so, and warns about steps a worker
+        could not import."""
         warnings = [
             f"step {s.name} is defined inside a function: wf.execute() runs it, a worker cannot"
             for s in self.steps
@@ -375,18 +429,23 @@ class WorkflowDef:
         ]
         return ValidationReport(is_valid=True, errors=[], warnings=warnings)
 
-    def execute(self, inputs: dict[str, Any] | None = None, **options: Any) -> Any:
+    async def execute(
+        self, inputs: dict[str, Any] | None = None, **options: Any
+    ) -> ExecutionResult:
         """Run the workflow here, without a cluster, on the operator's own engine and a
-        virtual clock (see ``cerebelum.sdk.local.run``). Await it (``await
-        wf.execute(...)``), or call it outside an event loop for the result at once."""
-        return Execution(self, inputs or {}, options)
+        virtual clock (see ``cerebelum.sdk.local.run``): ``await wf.execute(...)``, or
+        ``asyncio.run(wf.execute(...))``, as in Cerebelum."""
+        return await execute(self, inputs or {}, options)
+
+    def execute_sync(self, inputs: dict[str, Any] | None = None, **options: Any) -> ExecutionResult:
+        """``execute``, run at once from code that is not async (outside an event loop)."""
+        return execute_sync(self, inputs or {}, options)
 
     def _dependencies(self) -> dict[str, list[str]] | None:
         """dependsOn per step, or None when the timeline is a plain chain (list order).
         A handler chain hangs after the timeline's last step: never a root that would start
         with the workflow."""
-        line = self.builder.line
-        assert line is not None
+        line = self._complete()
         if all(len(group) == 1 for group in line.groups):
             return None
         deps: dict[str, list[str]] = {}
@@ -541,3 +600,47 @@ class DSLLocalExecutor:
         if not isinstance(workflow, WorkflowDef):
             raise TypeError(f"DSLLocalExecutor.execute takes a @workflow, not {workflow!r}")
         return await run(workflow, input_data)
+
+
+class WorkflowValidator:
+    """Cerebelum's validator of a timeline and its rules, without defining a workflow:
+    ``WorkflowValidator(workflow_name=, timeline=[...], diverge_rules=, branch_rules=)
+    .validate()`` gives a ``ValidationReport`` whose errors are the ones ``@workflow`` would
+    raise (an empty timeline, a circular dependency, a rule naming an unknown step...)."""
+
+    def __init__(
+        self,
+        workflow_name: str,
+        timeline: Any,
+        diverge_rules: list[DivergeRule] | None = None,
+        branch_rules: list[BranchRule] | None = None,
+    ) -> None:
+        self.workflow_name = workflow_name
+        self.timeline = timeline
+        self.diverge_rules = list(diverge_rules or [])
+        self.branch_rules = list(branch_rules or [])
+
+    def validate(self) -> ValidationReport:
+        def define(wf: WorkflowBuilder) -> None:
+            wf.timeline(self.timeline)
+            for d in self.diverge_rules:
+                wf.diverge(d.from_step, d.patterns)
+            for b in self.branch_rules:
+                wf.branch(b.after, b.condition, b.when_true, b.when_false)
+
+        define.__name__ = self.workflow_name
+        try:
+            wf = WorkflowDef(
+                define,
+                name=self.workflow_name,
+                queue=None,
+                inputs=None,
+                active_deadline=None,
+                max_step_visits=None,
+                register=False,
+            )
+            return wf.validate()
+        except WorkflowDefinitionError as exc:
+            return ValidationReport(is_valid=False, errors=list(exc.errors), warnings=[])
+        except DefinitionError as exc:
+            return ValidationReport(is_valid=False, errors=[str(exc)], warnings=[])
