@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import pytest
 
 from cerebelum.api.status import StepError, StepPhase
 from cerebelum.engine import ActionResult, Pause, WorkflowMeta
-from cerebelum.engine.attempt import OUTPUT_LIMIT_BYTES
+from cerebelum.engine.run import OUTPUT_LIMIT_BYTES, OUTPUTS_LIMIT_BYTES
 from tests.unit.engine_driver import T0, Driver, seconds_after_t0
 
 
@@ -778,6 +779,23 @@ def test_output_over_the_limit_fails_the_step() -> None:
     assert d.phase == "Failed"
     assert d.step("big").error.error_class == "OutputTooLarge"
     assert d.step("big").output is None
+
+
+def test_outputs_together_over_the_workflows_budget_fail_the_step_that_crosses_it() -> None:
+    """A hundred steps with 16 KiB outputs each would make status too large for etcd, and
+    every write of it would fail: the step that would cross the budget fails instead."""
+    blob = "x" * 16 * 1024
+    steps = [{"name": f"s{i}", "noop": {"with": {"blob": blob}}} for i in range(100)]
+    d = Driver({"steps": steps})
+    d.tick()
+    assert d.phase == "Failed"
+    succeeded = [n for n in d.status.steps if d.step(n).phase == "Succeeded"]
+    assert 25 <= len(succeeded) < 40
+    crossing = d.step(f"s{len(succeeded)}")
+    assert crossing.error.error_class == "OutputTooLarge"
+    assert "budget for outputs" in crossing.error.message
+    # What is written stays far below etcd's 1.5 MiB request limit.
+    assert OUTPUTS_LIMIT_BYTES < len(json.dumps(d.status.to_wire())) < 768 * 1024
 
 
 def test_expression_errors_fail_the_step_and_name_the_field() -> None:

@@ -150,3 +150,41 @@ async def test_when_the_write_fails_apply_starts_nothing_unrecorded_and_keeps_th
     assert kube.writes == 1 and started == [], "no I/O before the write that records it"
     assert kube.removed == [], "nothing after the write happens when it fails"
     assert runtime.tasks.take_results(("ns", "wf")) == (kept,)
+
+
+class _SizeLimitedKube(_RefusingKube):
+    """A KubeClient whose API server refuses a status over a size limit, as etcd does."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.written: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
+
+    async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> Any:
+        import json
+
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        self.writes += 1
+        if len(json.dumps(status)) > self.limit:
+            exc = ApiException(status=500, reason="Internal Server Error")
+            exc.body = '{"message": "etcdserver: request is too large", "code": 500}'
+            raise exc
+        self.written.append(status)
+        return {**body, "status": status}
+
+    async def post_event(self, body: Any, type_: str, reason: str, message: str) -> None:
+        self.events.append((reason, message))
+
+
+async def test_a_status_too_large_to_write_fails_the_workflow_instead_of_retrying_forever() -> None:
+    kube = _SizeLimitedKube(limit=4096)
+    runtime = Runtime(kube, OperatorSettings())  # type: ignore[arg-type]
+    big = {"phase": "Running", "steps": {"get": {"phase": "Succeeded", "output": "x" * 8000}}}
+    p = Plan(write=big)
+    await runtime.apply(("ns", "wf"), body(), p)  # no exception: nothing to back off from
+    [written] = kube.written
+    assert written["phase"] == "Failed" and "object size limit" in written["message"]
+    assert "output" not in written["steps"]["get"]
+    assert [reason for reason, _ in kube.events] == ["StatusTooLarge"]

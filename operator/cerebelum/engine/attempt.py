@@ -9,7 +9,6 @@ step's code asked (``engine.pause``).
 from __future__ import annotations
 
 import datetime
-import json
 from typing import Any
 
 from cerebelum.api.spec import Step
@@ -19,9 +18,6 @@ from cerebelum.engine.launch import launch
 from cerebelum.engine.run import Run
 from cerebelum.engine.types import ActionResult, Pause
 from cerebelum.engine.visit import continue_visit, fail_step
-
-#: Outputs larger than this (as JSON) fail the step, so status stays far below etcd's limit.
-OUTPUT_LIMIT_BYTES = 32 * 1024
 
 
 class ActionStage:
@@ -50,10 +46,9 @@ def on_result(run: Run, result: ActionResult) -> None:
         error = result.error or StepError(error_class="Unknown", message="action failed")
         failed(run, step, error, result.retry_after)
         return
-    size = len(json.dumps(result.output, default=str))
-    if size > OUTPUT_LIMIT_BYTES:
-        message = f"output is {size} bytes, over the {OUTPUT_LIMIT_BYTES}-byte limit"
-        fail_step(run, step, StepError(error_class="OutputTooLarge", message=message))
+    problem = run.output_problem(step.name, result.output)
+    if problem is not None:
+        fail_step(run, step, StepError(error_class="OutputTooLarge", message=problem))
         return
     s.output = result.output
     s.error = None

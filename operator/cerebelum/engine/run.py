@@ -10,6 +10,7 @@ what status can hold.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,11 @@ from cerebelum.engine.graph import Graph
 from cerebelum.engine.types import ActionCatalog, EventRecord, Outcome, WorkflowMeta
 
 HISTORY_LIMIT = 100
+#: One step's output, as JSON, at most this big.
+OUTPUT_LIMIT_BYTES = 32 * 1024
+#: All outputs of a workflow together at most this big: status must stay well below the
+#: API server's object limit (etcd's 1.5 MiB), or no write of it would ever succeed again.
+OUTPUTS_LIMIT_BYTES = 512 * 1024
 
 
 def restart_visit(s: StepStatus) -> None:
@@ -77,6 +83,26 @@ class Run:
     def later(self, delta: datetime.timedelta) -> datetime.datetime:
         """``now + delta`` as status stores it."""
         return to_millis(self.now + delta)
+
+    def output_problem(self, name: str, output: Any) -> str | None:
+        """Why ``output`` cannot be the step's output (too large alone, or with the other
+        steps' outputs), or None."""
+        size = len(json.dumps(output, default=str))
+        if size > OUTPUT_LIMIT_BYTES:
+            return f"output is {size} bytes, over the {OUTPUT_LIMIT_BYTES}-byte limit"
+        others = sum(
+            len(json.dumps(s.output, default=str))
+            for n, s in self.status.steps.items()
+            if n != name and s.output is not None
+        )
+        if others + size > OUTPUTS_LIMIT_BYTES:
+            return (
+                f"output is {size} bytes; with the other steps' outputs ({others} bytes) that is "
+                f"over the workflow's {OUTPUTS_LIMIT_BYTES}-byte budget for outputs, which keeps "
+                "status below the API server's object size limit: return less (a reference to "
+                "where the data is), or split the workflow"
+            )
+        return None
 
     def field(self, name: str) -> str:
         """Where a step is in the spec, for messages: ``spec.steps[2]``."""

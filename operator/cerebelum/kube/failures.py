@@ -23,9 +23,20 @@ def unreachable(exc: BaseException) -> bool:
     return transport_error(exc) is not None
 
 
+def too_large(exc: BaseException) -> bool:
+    """The API server refused the object for its size (413, or etcd's "request is too
+    large" as a 500): retrying the same write can never succeed."""
+    status = getattr(exc, "status", None)
+    if status == 413:
+        return True
+    return status == 500 and "too large" in str(getattr(exc, "body", "") or "").lower()
+
+
 def congestion(exc: BaseException) -> bool:
     """The API server pushed back (throttled, failing, unreachable), as opposed to refusing
-    this one write (a conflict, a validation error)."""
+    this one write (a conflict, a validation error, an object too large)."""
+    if too_large(exc):
+        return False
     status = getattr(exc, "status", None)
     if isinstance(status, int) and (status == 429 or status >= 500):
         return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -35,7 +36,13 @@ from cerebelum.kube.cache import BodyCache, Key, SpecCache, slim
 from cerebelum.kube.client import Conflict, Gone, KubeClient
 from cerebelum.kube.concurrency import AdaptiveLimit
 from cerebelum.kube.events import EventPoster
-from cerebelum.kube.failures import FailureBackoff, congestion, describe_failure, unreachable
+from cerebelum.kube.failures import (
+    FailureBackoff,
+    congestion,
+    describe_failure,
+    too_large,
+    unreachable,
+)
 from cerebelum.kube.plan import RECONCILING, Plan, plan, prepare
 from cerebelum.kube.settings import OperatorSettings
 from cerebelum.kube.tasks import ActionTasks
@@ -234,6 +241,10 @@ class Runtime:
                 if isinstance(exc, Conflict):
                     self.scheduler.schedule(key, _utcnow() + _RETRY_AFTER_CONFLICT)
                     return
+                if too_large(exc):
+                    self.tasks.cancel(key, [c.step for c in p.on_failed_write.start])
+                    await self._too_large(key, body, p.write)
+                    return
                 raise  # counted and backed off by the worker loop
             if p.phase_changed is not None:
                 message = p.write.get("message")
@@ -249,6 +260,32 @@ class Runtime:
             await self._remove_annotations(body, list(p.remove_annotations))
         if p.event is not None:
             self.events.post(key, body, p.event)
+
+    async def _too_large(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """The status to write is over the API server's size limit, so no write of it can
+        ever succeed: fail the workflow with what fits (outputs and most history dropped)
+        and say so, instead of retrying forever."""
+        size = len(json.dumps(status))
+        message = (
+            f"status would be {size} bytes, over the API server's object size limit; the "
+            "workflow is failed with its outputs dropped: make steps return less"
+        )
+        compact = dict(status)
+        compact["steps"] = {
+            name: {k: v for k, v in (s or {}).items() if k not in ("output", "callback")}
+            for name, s in (status.get("steps") or {}).items()
+        }
+        compact["history"] = (status.get("history") or [])[-10:]
+        now = _utcnow()
+        failed = failed_status("StatusTooLarge", message, now).to_wire()
+        compact.update({k: failed[k] for k in ("phase", "message", "finishedAt", "conditions")})
+        compact.pop("nextWakeAt", None)
+        try:
+            await self._write(key, body, compact)
+        except Exception:
+            await self._write(key, body, failed)  # even that did not fit: only the verdict
+        logger.warning("workflow %s/%s failed: %s", *key, message)
+        await self.kube.post_event(body, "Warning", "StatusTooLarge", message)
 
     async def _invalid_spec(self, key: Key, body: dict[str, Any], exc: ValidationError) -> None:
         message = f"invalid spec: {describe_errors(exc, 'spec.')}"
