@@ -8,6 +8,7 @@
     cerebelum watch NAME                      live progress until the end; exit 0 only on success
     cerebelum approve NAME STEP [--reason R] [--data JSON]
     cerebelum reject NAME STEP --reason R
+    cerebelum signal NAME STEP [--data JSON] [--fail | --heartbeat]   call a step back
     cerebelum cancel NAME
     cerebelum history NAME                    the transition history (audit trail)
     cerebelum operator                        run the operator (the image's entrypoint)
@@ -121,6 +122,26 @@ async def _run(args: argparse.Namespace) -> int:
                 annotations["cerebelum.io/approval-data"] = args.data
             await workflows.annotate(args.name, annotations)
             print(f"workflow {namespace}/{args.name}: {command} of step {args.step} submitted")
+        elif command == "signal":
+            obj = await workflows.get(args.name)
+            waits = {s["name"] for s in obj["spec"]["steps"] if s.get("callback") is not None}
+            if args.step not in waits:
+                raise UserError(
+                    f"workflow {args.name} has no step {args.step!r} with a callback wait "
+                    f"(steps with one: {', '.join(sorted(waits)) or 'none'})"
+                )
+            annotations = {"cerebelum.io/callback": args.step}
+            if args.data:
+                try:
+                    json.loads(args.data)
+                except ValueError as exc:
+                    raise UserError(f"--data is not JSON: {exc}") from None
+                annotations["cerebelum.io/callback-data"] = args.data
+            outcome = "failed" if args.fail else "heartbeat" if args.heartbeat else None
+            if outcome:
+                annotations["cerebelum.io/callback-outcome"] = outcome
+            await workflows.annotate(args.name, annotations)
+            print(f"workflow {namespace}/{args.name}: callback of step {args.step} submitted")
         elif command == "cancel":
             await workflows.get(args.name)
             await workflows.annotate(args.name, {"cerebelum.io/cancel": "true"})
@@ -291,6 +312,15 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--data", help="JSON payload (the output of an approval-only step)"
             )
+    command = sub.add_parser(
+        "signal", parents=[common], help="call back a step waiting for a callback"
+    )
+    command.add_argument("name")
+    command.add_argument("step")
+    command.add_argument("--data", help="JSON payload (the step's output)")
+    kind = command.add_mutually_exclusive_group()
+    kind.add_argument("--fail", action="store_true", help="report a failure (--data message)")
+    kind.add_argument("--heartbeat", action="store_true", help="only say it is still running")
     return parser
 
 

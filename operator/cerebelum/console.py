@@ -78,14 +78,30 @@ def _waiting_for(step: dict[str, Any], now: datetime.datetime) -> str:
     info = step_phase_info(phase)
     if info is not None and info.waiting and info.label:
         text = until(wire_deadline(step), info.label)
-        detail = (
-            (step.get("approval") or {}).get("message")
-            if phase == StepPhase.WAITING_FOR_APPROVAL
-            else None
-        )
+        detail = None
+        if phase == StepPhase.WAITING_FOR_APPROVAL:
+            approval = step.get("approval") or {}
+            detail = approval.get("message")
+            if approval.get("required"):
+                have = len(
+                    {
+                        v["by"]
+                        for v in approval.get("votes") or []
+                        if v.get("decision") == "Approved"
+                    }
+                )
+                tally = f"{have} of {approval['required']} approvals"
+                detail = f"{tally}; {detail}" if detail else tally
+        elif phase == StepPhase.WAITING_FOR_CALLBACK:
+            beat = (step.get("callback") or {}).get("lastHeartbeatAt")
+            detail = f"last heartbeat {beat}" if beat else None
         return f"{text}: {detail}" if detail else text
     if phase == StepPhase.FAILED and step.get("error"):
         return f"{step['error'].get('errorClass')}: {step['error'].get('message')}"
+    callback = step.get("callback") or {}
+    if callback.get("receivedAt"):
+        by = f" via {callback['receivedBy']}" if callback.get("receivedBy") else ""
+        return f"called back{by} at {callback['receivedAt']}"
     approval = step.get("approval") or {}
     if approval.get("decision"):
         by = f" by {approval['decidedBy']}" if approval.get("decidedBy") else ""
@@ -118,6 +134,20 @@ def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
         )
     lines.append("")
     lines.append(table(rows))
+    notices = status.get("notifications") or []
+    if notices:
+        lines.append("")
+        lines.append("Notifications:")
+        for n in notices:
+            if n.get("sentAt"):
+                state = f"sent {n['sentAt']}"
+            elif n.get("lastError"):
+                state = f"failed {n.get('attempts', 0)}x ({n['lastError']})"
+                if n.get("nextAttemptAt"):
+                    state += f", next try {n['nextAttemptAt']}"
+            else:
+                state = "sending"
+            lines.append(f"  {n.get('target')}: {n.get('event')} {n.get('step') or ''} {state}")
     return "\n".join(lines)
 
 

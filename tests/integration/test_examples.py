@@ -102,6 +102,7 @@ CASES: dict[
 COVERED_ELSEWHERE = {
     "digitalocean-droplet.yaml": "test_actions_digitalocean.py",
     "ci-build-poll.yaml": "test_actions_http_tcp.py",
+    "ci-build-callback.yaml": "test_callbacks.py",
     "database-ready-poll.yaml": "test_actions_http_tcp.py",
     "certificate-poll.yaml": "test_actions_http_tcp.py",
     "health-check.yaml": "test_actions_http_tcp.py",

@@ -35,7 +35,7 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "a step with nothing to do": (
         workflow("w", [{"name": "a", "when": "true"}]),
-        ["spec.steps[0]", "needs an action, a sleep or an approval"],
+        ["spec.steps[0]", "needs an action, a sleep, an approval or a callback"],
     ),
     "dependsOn an unknown step": (
         workflow("w", [OK_STEP, {"name": "b", "noop": {}, "dependsOn": ["ghost"]}]),

@@ -225,3 +225,39 @@ def test_the_cache_keeps_workflows_as_json_and_hands_out_copies() -> None:
     assert 0 < cache.size_bytes() < 200
     cache.pop(("ns", "w"))
     assert cache.get(("ns", "w")) is None and len(cache) == 0
+
+
+def test_callback_annotations_become_deliveries_and_go_only_if_unchanged() -> None:
+    from cerebelum.engine.types import CallbackDelivery, CallbackOutcome
+    from cerebelum.kube.inputs import read_callbacks, to_remove
+
+    record = '{"outcome":"succeeded","tokenHash":"ab12","data":{"n":1},"at":"x"}'
+    annotations = {
+        "callback.cerebelum.io/build": record,
+        "callback.cerebelum.io/broken": "not json",
+        "cerebelum.io/callback": "review",
+        "cerebelum.io/callback-data": '{"ok": true}',
+        "cerebelum.io/decided-by": "alice",
+    }
+    deliveries, notes, bad = read_callbacks(annotations)
+    assert deliveries == (
+        CallbackDelivery("build", CallbackOutcome.SUCCEEDED, {"n": 1}, "ab12", "http"),
+        CallbackDelivery("review", CallbackOutcome.SUCCEEDED, {"ok": True}, None, "kubectl"),
+    )
+    assert [n.reason for n in notes] == ["CallbackIgnored"] and bad == [
+        "callback.cerebelum.io/broken"
+    ]
+    removed = to_remove(annotations, deliveries, bad)
+    # The HTTP record goes only if it still holds what was read; the rest whatever they hold.
+    assert removed == {
+        "callback.cerebelum.io/broken": None,
+        "cerebelum.io/callback": None,
+        "cerebelum.io/callback-data": None,
+        "callback.cerebelum.io/build": record,
+    }
+    # A kubectl callback whose data is not JSON is refused and its annotations go.
+    _, notes, bad = read_callbacks(
+        {"cerebelum.io/callback": "s", "cerebelum.io/callback-data": "{"}
+    )
+    assert [n.reason for n in notes] == ["CallbackRefused"] and "not JSON" in notes[0].message
+    assert bad == ["cerebelum.io/callback", "cerebelum.io/callback-data"]

@@ -98,7 +98,7 @@ def source(raw: Any) -> str:
 async def execute(action: Action, call: ActionCall, context: ActionContext) -> ActionResult:
     """Run one attempt and return its result with every revealed secret scrubbed out."""
     result, trace = await _attempt(action, call, context)
-    secrets = context.secrets.revealed
+    secrets = context.secrets.revealed | frozenset(call.secrets)
     if trace is not None:  # a bug, not a user error: the one place its traceback is logged
         logger.error(
             "step %s of %s/%s: the %s action raised unexpectedly\n%s",

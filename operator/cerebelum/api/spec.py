@@ -399,6 +399,41 @@ class Approvers(ApiModel):
     )
 
 
+def instance_problem(schema: dict[str, Any], data: Any, what: str) -> str | None:
+    """Why ``data`` does not match ``schema`` (the most relevant error), or None."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{what} does not match the schema{f' at {where}' if where else ''}: {error.message}"
+
+
+def schema_problem(schema: dict[str, Any]) -> None:
+    """Raise ValueError naming what is wrong if ``schema`` is not a valid JSON Schema."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        raise ValueError(
+            f"schema is not a valid JSON Schema: {exc.message}" + (f" at {where}" if where else "")
+        ) from None
+
+
+def _a_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema that is not one would refuse everything: said at apply time instead."""
+    schema_problem(schema)
+    return schema
+
+
+#: A JSON Schema given in a spec (checked to be one).
+JsonSchema = Annotated[dict[str, Any], AfterValidator(_a_schema)]
+
+
 class ApprovalSpec(
     ApiModel,
     json_schema_extra=rules(
@@ -442,6 +477,105 @@ class ApprovalSpec(
     approvers: Approvers | None = Field(default=None, description="Who may decide.")
     message: str | None = Field(
         default=None, max_length=1024, description="Shown to approvers in status."
+    )
+    required: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description=(
+            "Distinct approvers needed (default 1); each vote is kept with who and when. One "
+            "rejection ends the gate. More than 1 needs the webhook, which stamps who voted."
+        ),
+    )
+    allow_self_approval: bool | None = Field(
+        default=None,
+        description=(
+            "false: the workflow's creator (cerebelum.io/created-by, stamped by the webhook "
+            "at create) may not approve; refused at kubectl annotate."
+        ),
+    )
+    options: list[Annotated[str, Field(min_length=1, max_length=63)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=20,
+        description=(
+            "The approver picks one (cerebelum.io/choice=OPTION); it is output.choice, for "
+            "next[].when. onTimeout: Approve picks the first."
+        ),
+    )
+    data_schema: JsonSchema | None = Field(
+        default=None,
+        alias="schema",
+        description=(
+            "JSON Schema for the approval data (cerebelum.io/approval-data); data that does "
+            "not match is refused. onTimeout: Approve applies its properties' defaults."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    def data_problem(self, data: Any) -> str | None:
+        """Why approval data is refused by the schema, or None."""
+        if self.data_schema is None:
+            return None
+        return instance_problem(self.data_schema, data, "the approval data")
+
+    def defaults(self) -> dict[str, Any]:
+        """What an approval by timeout gives: the schema's defaults, and the first option."""
+        props = (self.data_schema or {}).get("properties") or {}
+        out = {k: v["default"] for k, v in props.items() if isinstance(v, dict) and "default" in v}
+        if self.options:
+            out["choice"] = self.options[0]
+        return out
+
+
+#: Callback payloads (and approval data checked by a schema) larger than this are refused.
+CALLBACK_PAYLOAD_LIMIT_BYTES = 32 * 1024
+
+
+class CallbackSpec(
+    ApiModel,
+    json_schema_extra=rules(
+        (
+            "!has(self.onTimeout) || self.onTimeout != 'Goto' || has(self.timeoutGoto)",
+            "onTimeout: Goto needs timeoutGoto",
+            ".timeoutGoto",
+        ),
+        (
+            "!has(self.onTimeout) || self.onTimeout != 'Approve'",
+            "onTimeout may be Fail or Goto",
+            ".onTimeout",
+        ),
+    ),
+):
+    """Wait for an outside system to call back. The step's action (if any) starts the work
+    and hands over ``${{ callback.url }}`` or ``${{ callback.token }}``; the step then waits
+    until a callback arrives (``POST`` to the operator's callback endpoint, or ``kubectl
+    annotate workflow NAME cerebelum.io/callback=STEP``). Its JSON payload is the output."""
+
+    timeout: Duration | None = Field(
+        default=None, description="How long to wait for the callback. Unset: forever."
+    )
+    on_timeout: Outcome | None = Field(
+        default=None, description="What a timeout does: Fail (default) or Goto timeoutGoto."
+    )
+    timeout_goto: StepName | None = Field(
+        default=None, description="Step to go to when onTimeout is Goto."
+    )
+    heartbeat_timeout: Duration | None = Field(
+        default=None,
+        description=(
+            "If set, the outside system must POST .../heartbeat at least this often; a missed "
+            "heartbeat fails the attempt with HeartbeatTimeout (retryable: retry applies)."
+        ),
+    )
+    payload_schema: JsonSchema | None = Field(
+        default=None,
+        alias="schema",
+        description=(
+            "JSON Schema the payload must match; a payload that does not is refused (HTTP 400, "
+            "or a Warning Event) and the step keeps waiting."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 
@@ -589,8 +723,9 @@ class Step(
             f"a step has at most one action kind ({', '.join(ACTION_KINDS)})",
         ),
         (
-            f"{_ACTION_PRESENT} == 1 || has(self.sleep) || has(self.approval)",
-            "a step needs an action, a sleep or an approval",
+            f"{_ACTION_PRESENT} == 1 || has(self.sleep) || has(self.approval) "
+            "|| has(self.callback)",
+            "a step needs an action, a sleep, an approval or a callback",
         ),
         (f"!has(self.poll) || {_ACTION_PRESENT} == 1", "poll needs an action to repeat", ".poll"),
         (
@@ -606,7 +741,7 @@ class Step(
     ),
 ):
     """One step. Order inside a step: ``when`` (skip if false), ``sleep``, ``approval``, then
-    the action with ``poll``/``retry``, then ``next`` rules."""
+    the action with ``poll``/``retry``, then ``callback``, then ``next`` rules."""
 
     name: StepName = Field(
         description="Unique, identifier-like name; outputs are read as steps.NAME.output."
@@ -648,6 +783,9 @@ class Step(
     )
     sleep: SleepSpec | None = Field(default=None, description="Wait before the rest of the step.")
     approval: ApprovalSpec | None = Field(default=None, description="Wait for a human decision.")
+    callback: CallbackSpec | None = Field(
+        default=None, description="After the action, wait for an outside system to call back."
+    )
     poll: PollSpec | None = Field(
         default=None, description="Repeat the action until a condition holds."
     )
@@ -690,6 +828,38 @@ class Step(
 
 
 _NAMES = "self.steps.map(t, t.name)"
+
+
+class NotifyEvent(StrEnum):
+    APPROVAL = "Approval"
+    CALLBACK = "Callback"
+    END = "End"
+
+
+class NotifyFormat(StrEnum):
+    GENERIC = "Generic"
+    SLACK = "Slack"
+
+
+class NotifyTarget(ApiModel):
+    """Where notices go: a webhook URL read from a Secret (a Slack incoming webhook keeps
+    its token in the URL, so the URL is a secret). Sending never blocks or fails the
+    workflow; it is retried with backoff, and each notice carries a stable dedupe key."""
+
+    name: StepName = Field(description="Names the target in status.notifications.")
+    url_secret_ref: SecretKeyRef = Field(description="The Secret key holding the webhook URL.")
+    format: NotifyFormat | None = Field(
+        default=None,
+        description="Generic (default): a JSON body with every field; Slack: text and blocks.",
+    )
+    on: list[NotifyEvent] | None = Field(
+        default=None,
+        max_length=3,
+        description=(
+            "What to send: Approval (a step waits for approval), Callback (a step waits for "
+            "a callback), End (the workflow finished). Unset: all three."
+        ),
+    )
 
 
 class WorkflowSpec(
@@ -747,6 +917,12 @@ class WorkflowSpec(
     cancel: bool | None = Field(
         default=None,
         description="Set true to cancel (as does the annotation cerebelum.io/cancel). Waiting steps stop at once.",
+    )
+    notify: list[NotifyTarget] | None = Field(
+        default=None,
+        max_length=5,
+        description="Send notices when a step waits for approval or a callback, and at the end.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
     def step(self, name: str) -> Step:

@@ -32,6 +32,7 @@ class WorkflowPhase(StrEnum):
     SLEEPING = "Sleeping"
     POLLING = "Polling"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    WAITING_FOR_CALLBACK = "WaitingForCallback"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -51,6 +52,7 @@ class StepPhase(StrEnum):
     RUNNING = "Running"
     SLEEPING = "Sleeping"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    WAITING_FOR_CALLBACK = "WaitingForCallback"
     POLLING = "Polling"
     RETRYING = "Retrying"
     SUCCEEDED = "Succeeded"
@@ -137,6 +139,13 @@ STEP_PHASES: Mapping[StepPhase, StepPhaseInfo] = {
         workflow=WorkflowPhase.WAITING_FOR_APPROVAL,
         rank=2,
     ),
+    StepPhase.WAITING_FOR_CALLBACK: StepPhaseInfo(
+        waiting=True,
+        deadline="callback.deadline",
+        label="waiting for a callback",
+        workflow=WorkflowPhase.WAITING_FOR_CALLBACK,
+        rank=2,
+    ),
     StepPhase.SLEEPING: StepPhaseInfo(
         waiting=True,
         routine=True,
@@ -158,6 +167,9 @@ WORKFLOW_PHASES: Mapping[WorkflowPhase, WorkflowPhaseInfo] = {
     WorkflowPhase.POLLING: WorkflowPhaseInfo(message="polling"),
     WorkflowPhase.WAITING_FOR_APPROVAL: WorkflowPhaseInfo(
         message="waiting for approval of {steps}"
+    ),
+    WorkflowPhase.WAITING_FOR_CALLBACK: WorkflowPhaseInfo(
+        message="waiting for a callback to {steps}"
     ),
     WorkflowPhase.SUSPENDED: WorkflowPhaseInfo(message="suspended: no new step starts"),
     WorkflowPhase.SUCCEEDED: WorkflowPhaseInfo(final=True, succeeded=True),
@@ -202,6 +214,16 @@ class StepError(ApiModel):
     )
 
 
+class Vote(ApiModel):
+    """One person's decision on an approval gate."""
+
+    by: str = Field(description="Who (stamped by the webhook; 'anonymous' without it).")
+    at: Time = Field(description="When.")
+    decision: str = Field(description="Approved or Rejected.")
+    reason: str | None = Field(default=None, description="The reason given.")
+    choice: str | None = Field(default=None, description="The option picked.")
+
+
 class ApprovalStatus(ApiModel):
     """The state of a step's approval gate."""
 
@@ -219,6 +241,40 @@ class ApprovalStatus(ApiModel):
     data: Any | None = Field(
         default=None,
         description="Data given with the approval (cerebelum.io/approval-data), for the step.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    choice: str | None = Field(default=None, description="The option the approval picked.")
+    required: int | None = Field(default=None, description="Distinct approvals needed.")
+    votes: list[Vote] | None = Field(default=None, description="Every vote, in order.")
+
+
+class CallbackStatus(ApiModel):
+    """The state of a step's callback wait. Only the token's hash is kept: the token is a
+    capability, handed to the outside system in the action's request and never stored."""
+
+    attempt: int = Field(description="The attempt whose callback this is (its token).")
+    token_hash: str | None = Field(
+        default=None, description="SHA-256 of the callback token (hex), to check a delivery."
+    )
+    requested_at: Time | None = Field(default=None, description="When the step started waiting.")
+    expires_at: Time | None = Field(
+        default=None, description="When the wait times out (callback.timeout; unset: never)."
+    )
+    deadline: Time | None = Field(
+        default=None,
+        description="The next deadline: the timeout, or the next heartbeat, whichever is first.",
+    )
+    last_heartbeat_at: Time | None = Field(default=None, description="The latest heartbeat.")
+    received_at: Time | None = Field(default=None, description="When the callback arrived.")
+    outcome: str | None = Field(
+        default=None, description="Succeeded, Failed, TimedOut or HeartbeatTimeout."
+    )
+    received_by: str | None = Field(
+        default=None, description="How it arrived: http, or who annotated the workflow."
+    )
+    early: Any | None = Field(
+        default=None,
+        description="A callback that arrived while the action was still running: applied when it ends.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
@@ -256,6 +312,9 @@ class StepStatus(ApiModel):
         default=None, description="Key given to the action; the same for every attempt of a visit."
     )
     approval: ApprovalStatus | None = Field(default=None, description="The approval gate, if any.")
+    callback: CallbackStatus | None = Field(
+        default=None, description="The callback wait, if the step has one."
+    )
     output: Any | None = Field(
         default=None,
         description="The action's output (size-limited).",
@@ -320,6 +379,27 @@ class Transition(ApiModel):
     message: str | None = Field(default=None, description="Detail.")
 
 
+class Notice(ApiModel):
+    """One notice to one target: what it is about, and whether it was sent."""
+
+    key: str = Field(
+        description=(
+            "Dedupe key: the workflow uid, the step, its visit and the event (uid.end at the "
+            "end). A resend (after a restart) carries the same key."
+        )
+    )
+    target: str = Field(description="The spec.notify target.")
+    event: str = Field(description="ApprovalRequested, CallbackRequested, or the final phase.")
+    step: str | None = Field(default=None, description="The waiting step (unset: the end).")
+    since: Time | None = Field(default=None, description="Since when the step waits.")
+    until: Time | None = Field(default=None, description="Until when it waits (unset: forever).")
+    attempts: int = Field(default=0, ge=0, description="Sends tried so far.")
+    sending: bool | None = Field(default=None, description="A send is under way.")
+    next_attempt_at: Time | None = Field(default=None, description="When the next send starts.")
+    sent_at: Time | None = Field(default=None, description="When the target accepted it.")
+    last_error: str | None = Field(default=None, description="Why the latest send failed.")
+
+
 class WorkflowStatus(ApiModel):
     """The observed state of the workflow: this is its polling API."""
 
@@ -349,6 +429,9 @@ class WorkflowStatus(ApiModel):
     )
     history: list[Transition] | None = Field(
         default=None, description="The latest transitions (bounded)."
+    )
+    notifications: list[Notice] | None = Field(
+        default=None, description="Notices to spec.notify targets (the latest 50)."
     )
     pins: dict[str, str] | None = Field(
         default=None,

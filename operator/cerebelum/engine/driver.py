@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import Transition, WorkflowStatus
+from cerebelum.api.tokens import NO_CALLBACKS, CallbackIssuer
 from cerebelum.engine.machine import reconcile
 from cerebelum.engine.types import (
     ActionCall,
@@ -73,10 +74,20 @@ async def settle(
     in_flight: frozenset[str] = frozenset(),
     respond: Callable[[WorkflowStatus], Sequence[Input]] | None = None,
     max_passes: int = 200,
+    callbacks: CallbackIssuer = NO_CALLBACKS,
 ) -> Settled:
     """Advance the workflow until no call is left to run inline (see the module doc)."""
     now = clock()
-    out = reconcile(spec, status, meta, now, inputs=inputs, in_flight=in_flight, actions=actions)
+    out = reconcile(
+        spec,
+        status,
+        meta,
+        now,
+        inputs=inputs,
+        in_flight=in_flight,
+        actions=actions,
+        callbacks=callbacks,
+    )
     settled = Settled(status=out.status, wake_at=out.wake_at)
     for passes in range(1, max_passes + 1):
         settled.passes = passes
@@ -103,6 +114,7 @@ async def settle(
             inputs=(*results, *answers),
             in_flight=in_flight | {c.step for c in settled.calls},
             actions=actions,
+            callbacks=callbacks,
         )
     settled.exhausted = True
     return settled

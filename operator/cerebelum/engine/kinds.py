@@ -7,12 +7,19 @@ files is in docs/architecture.md, and ``tests/unit/test_architecture.py`` checks
 
 from __future__ import annotations
 
-from cerebelum.engine import approval, attempt, poll, retry, sleep
+from cerebelum.engine import approval, attempt, callback, poll, retry, sleep
 from cerebelum.engine.run import Kinds
-from cerebelum.engine.types import ActionResult, ApprovalDecision
+from cerebelum.engine.types import ActionResult, ApprovalDecision, CallbackDelivery
 
 KINDS = Kinds(
-    stages=(sleep.STAGE, approval.STAGE, attempt.STAGE),
-    waits={wait.phase: wait for wait in (sleep.STAGE, approval.STAGE, poll.WAIT, retry.WAIT)},
-    inputs={ActionResult: attempt.on_result, ApprovalDecision: approval.on_decision},
+    stages=(sleep.STAGE, approval.STAGE, attempt.STAGE, callback.STAGE),
+    waits={
+        wait.phase: wait
+        for wait in (sleep.STAGE, approval.STAGE, callback.STAGE, poll.WAIT, retry.WAIT)
+    },
+    inputs={
+        ActionResult: attempt.on_result,
+        ApprovalDecision: approval.on_decision,
+        CallbackDelivery: callback.on_callback,
+    },
 )

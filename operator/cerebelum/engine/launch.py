@@ -8,10 +8,12 @@ parameter no attempt could use fails the step before any I/O and is never retrie
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from cerebelum.api.durations import parse_duration, to_millis
 from cerebelum.api.spec import Step
-from cerebelum.api.status import StepError, StepPhase, StepStatus
+from cerebelum.api.status import CallbackStatus, StepError, StepPhase, StepStatus
+from cerebelum.api.tokens import token_hash
 from cerebelum.engine.run import Run
 from cerebelum.engine.types import ActionCall
 from cerebelum.engine.visit import fail_step, succeed
@@ -40,10 +42,13 @@ def issue(run: Run, step: Step, *, resumed: bool) -> None:
     s = run.s(step.name)
     run.issued.add(step.name)
     raw = getattr(step, kind).to_wire()
+    extra, secrets = _offer_callback(run, step)
     try:
-        params = interpolate(raw, run.activation(step.name), field=f"{run.field(step.name)}.{kind}")
+        params = interpolate(
+            raw, run.activation(step.name, **extra), field=f"{run.field(step.name)}.{kind}"
+        )
     except ExpressionError as exc:
-        fail_step(run, step, StepError(error_class="ExpressionError", message=str(exc)))
+        fail_step(run, step, _callback_unavailable(run, step, exc))
         return
     problem = run.actions.problem(kind, raw, params)
     if problem:
@@ -62,8 +67,43 @@ def issue(run: Run, step: Step, *, resumed: bool) -> None:
             local=run.actions.is_local(kind),
             resumed=resumed,
             poll=step.poll is not None,
+            secrets=secrets,
         )
     )
+
+
+def _offer_callback(run: Run, step: Step) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """For a step with a callback wait: ``callback.url`` and ``callback.token`` for the
+    action's request, recorded (as a hash) before the call goes out, and the token as a
+    value to scrub from everything the attempt reports."""
+    if step.callback is None:
+        return {}, ()
+    s = run.s(step.name)
+    token = run.callback_token(step.name)
+    if token is None:
+        return {}, ()
+    if s.callback is None or s.callback.attempt != s.attempts:
+        s.callback = CallbackStatus(attempt=s.attempts, token_hash=token_hash(token))
+    offered = {"token": token}
+    url = run.callbacks.url(token)
+    if url is not None:
+        offered["url"] = url
+    return {"callback": offered}, (token,)
+
+
+def _callback_unavailable(run: Run, step: Step, exc: ExpressionError) -> StepError:
+    """A reference to ``callback`` the operator cannot fill says why, not just "unknown"."""
+    if step.callback is not None and "callback" in str(exc):
+        if not run.callbacks.enabled:
+            why = "this operator has no callback key (Helm: callbacks.enabled=true)"
+        else:
+            why = "this operator serves no callback endpoint (Helm: callbacks.url)"
+        return StepError(
+            error_class="CallbackUnavailable",
+            message=f"{exc}; {why}; a callback can still be given with kubectl annotate "
+            f"workflow {run.meta.name} cerebelum.io/callback={step.name}",
+        )
+    return StepError(error_class="ExpressionError", message=str(exc))
 
 
 def resume_lost_attempts(run: Run) -> None:

@@ -28,6 +28,8 @@ from cerebelum.api.status import (
     WorkflowStatus,
     failed_status,
 )
+from cerebelum.api.tokens import NO_CALLBACKS, CallbackIssuer
+from cerebelum.engine import notify
 from cerebelum.engine.graph import Graph, InvalidSpec
 from cerebelum.engine.kinds import KINDS
 from cerebelum.engine.launch import resume_lost_attempts
@@ -53,15 +55,26 @@ def reconcile(
     inputs: Sequence[Input] = (),
     in_flight: frozenset[str] = frozenset(),
     actions: ActionCatalog | None = None,
+    callbacks: CallbackIssuer = NO_CALLBACKS,
 ) -> Outcome:
     """Advance the workflow as far as it can go at ``now``.
 
     ``in_flight`` names steps whose action the caller is running; a Running step not in it
     has lost its runner (an operator restart) and its attempt is issued again. ``actions``
-    says which action kinds are local and checks their parameters.
+    says which action kinds are local and checks their parameters; ``callbacks`` issues
+    the tokens of callback waits.
     """
     catalog = actions or NoActionChecks()
-    run = Run(spec, status, meta, now, kinds=KINDS, actions=catalog, in_flight=in_flight)
+    run = Run(
+        spec,
+        status,
+        meta,
+        now,
+        kinds=KINDS,
+        actions=catalog,
+        in_flight=in_flight,
+        callbacks=callbacks,
+    )
     try:
         with contextlib.suppress(WorkflowEnded):
             _advance(run, inputs)
@@ -96,6 +109,9 @@ def _engine_fault(
 
 def _advance(run: Run, inputs: Sequence[Input]) -> None:
     st = run.status
+    for sent in [i for i in inputs if notify.is_result(i)]:  # finished or not
+        notify.on_result(run, sent)
+    inputs = [i for i in inputs if not notify.is_result(i)]
     if st.phase.finished:
         # Nothing can use what arrives from outside any more: its source goes.
         run.out.consumed.extend(i for i in inputs if not isinstance(i, ActionResult))
@@ -190,7 +206,10 @@ def _finish(run: Run) -> Outcome:
     st.current_step = active[0] if active else None
     done = sum(1 for s in st.steps.values() if s.phase.done)
     st.progress = f"{done}/{len(run.spec.steps)}"
-    run.out.wake_at = None if st.phase.finished else _next_deadline(run)
+    notify.open_notices(run)
+    notify.issue(run)
+    times = [notify.next_deadline(run), None if st.phase.finished else _next_deadline(run)]
+    run.out.wake_at = min((t for t in times if t is not None), default=None)
     st.next_wake_at = run.out.wake_at
     _set_condition(run)
     return run.out

@@ -25,6 +25,7 @@ from cerebelum.api.status import (
     WorkflowStatus,
     step_deadline,
 )
+from cerebelum.api.tokens import NO_CALLBACKS, CallbackIssuer, TokenClaims
 from cerebelum.engine.graph import Graph
 from cerebelum.engine.types import ActionCatalog, EventRecord, Outcome, WorkflowMeta
 
@@ -62,8 +63,10 @@ class Run:
         kinds: Kinds,
         actions: ActionCatalog,
         in_flight: frozenset[str] = frozenset(),
+        callbacks: CallbackIssuer = NO_CALLBACKS,
     ) -> None:
         self.spec = spec
+        self.callbacks = callbacks
         self.meta = meta
         self.now = to_millis(now)
         self.kinds = kinds
@@ -83,6 +86,16 @@ class Run:
     def later(self, delta: datetime.timedelta) -> datetime.datetime:
         """``now + delta`` as status stores it."""
         return to_millis(self.now + delta)
+
+    def callback_token(self, name: str) -> str | None:
+        """The token of the step's current attempt (None: this operator issues none)."""
+        if not self.callbacks.enabled:
+            return None
+        s = self.s(name)
+        m = self.meta
+        return self.callbacks.token(
+            TokenClaims(m.namespace, m.name, m.uid, name, s.visits, s.attempts)
+        )
 
     def output_problem(self, name: str, output: Any) -> str | None:
         """Why ``output`` cannot be the step's output (too large alone, or with the other

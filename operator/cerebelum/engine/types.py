@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from cerebelum.api.status import StepError, Transition, WorkflowStatus
@@ -24,6 +25,8 @@ class WorkflowMeta:
     generation: int = 1
     #: The workflow was asked to cancel (by an annotation the shell read).
     cancel_requested: bool = False
+    #: Who created it, as the webhook stamped it (None: unknown).
+    created_by: str | None = None
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -38,6 +41,27 @@ class ApprovalDecision:
     reason: str | None = None
     data: Any = None
     decided_by: str | None = None
+    #: The option picked (``cerebelum.io/choice``), for a gate with ``options``.
+    choice: str | None = None
+
+
+class CallbackOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HEARTBEAT = "heartbeat"
+
+
+@dataclass(frozen=True)
+class CallbackDelivery:
+    """An outside system called a step back: over HTTP with the attempt's token (its hash
+    here), or through the Kubernetes API (``kubectl annotate``; RBAC decided, no token)."""
+
+    step: str
+    outcome: CallbackOutcome
+    data: Any = None
+    token_hash: str | None = None
+    #: "http", or who annotated the workflow (when the webhook stamped it).
+    received_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +97,7 @@ class ActionResult:
 
 
 #: Everything that can happen to a workflow from outside the engine.
-Input = ActionResult | ApprovalDecision
+Input = ActionResult | ApprovalDecision | CallbackDelivery
 
 
 # -- effects -----------------------------------------------------------------------------
@@ -99,6 +123,9 @@ class ActionCall:
     resumed: bool = False
     #: The step polls: this attempt is one more look at whether a condition holds.
     poll: bool = False
+    #: Values in ``params`` that must never be recorded (a callback token): scrubbed from
+    #: the attempt's output and errors like revealed secrets.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

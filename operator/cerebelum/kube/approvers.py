@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cerebelum.kube.settings import APPROVAL_DATA, APPROVE, DECIDED_BY, REJECT
+from pydantic import ValidationError
+
+from cerebelum.api.spec import ApprovalSpec
+from cerebelum.kube.settings import APPROVAL_DATA, APPROVE, CHOICE, CREATED_BY, DECIDED_BY, REJECT
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,56 @@ def decided_by_patch(
     return "" if set_by_request else None
 
 
+def gate_refusal(
+    spec: Mapping[str, Any], annotations: Mapping[str, str], decisions: list[Decision], user: str
+) -> str | None:
+    """Why the gate's own rules refuse this approval: the creator approving a gate that
+    refuses self-approval, a missing or unknown choice, data the gate's schema refuses."""
+    for decision in decisions:
+        if decision.verb != "approve":
+            continue
+        raw = next(
+            (c.get("approval") for c in spec.get("steps") or [] if c.get("name") == decision.step),
+            None,
+        )
+        if not raw:
+            continue
+        try:
+            gate = ApprovalSpec.model_validate(raw)
+        except ValidationError:
+            continue  # the spec webhook and the operator report a bad spec
+        where = f"step {decision.step!r}"
+        if gate.allow_self_approval is False and annotations.get(CREATED_BY) in (None, user):
+            if annotations.get(CREATED_BY) is None:
+                return f"{where} refuses its creator's approval, and the creator is unknown"
+            return f"{user} created this workflow, and {where} refuses self-approval"
+        choice = (annotations.get(CHOICE) or "").strip()
+        if gate.options and choice not in gate.options:
+            return f"{where} needs {CHOICE}=one of {', '.join(gate.options)}"
+        data = annotations.get(APPROVAL_DATA)
+        if data:
+            try:
+                problem = gate.data_problem(json.loads(data))
+            except json.JSONDecodeError:
+                continue  # data_refusal says so
+            if problem:
+                return f"{where}: {problem}"
+    return None
+
+
+def created_by_refusal(old: Mapping[str, str] | None, new: Mapping[str, str] | None) -> str | None:
+    """Nobody changes who created a workflow: the webhook stamps it at create."""
+    if old is None:
+        return None
+    if (old or {}).get(CREATED_BY) != (new or {}).get(CREATED_BY):
+        return f"{CREATED_BY} is stamped at create and cannot be changed"
+    return None
+
+
 #: The validating webhook that checks a Workflow's spec as the operator will.
 SPEC_WEBHOOK = "spec"
+#: The mutating webhook that stamps who created a workflow.
+CREATED_BY_WEBHOOK = "created-by"
 #: Creates, and updates that change the spec (not annotation or label edits).
 SPEC_CHANGES = "request.operation == 'CREATE' || object.spec != oldObject.spec"
 
@@ -115,7 +166,18 @@ def webhook_configurations(
     """
     condition = " || ".join(
         f"(has(object.metadata.annotations) && '{key}' in object.metadata.annotations)"
-        for key in (APPROVE, REJECT, DECIDED_BY, APPROVAL_DATA)
+        for key in (APPROVE, REJECT, DECIDED_BY, APPROVAL_DATA, CHOICE)
+    )
+
+    def created_by(obj: str) -> str:
+        return (
+            f"(has({obj}.metadata.annotations) && '{CREATED_BY}' in {obj}.metadata.annotations"
+            f" ? {obj}.metadata.annotations['{CREATED_BY}'] : '')"
+        )
+
+    condition += (
+        f" || (request.operation == 'UPDATE' && {created_by('object')} != "
+        f"{created_by('oldObject')})"
     )
     namespace_selector: dict[str, Any] = {}
     if namespaces:
@@ -126,6 +188,13 @@ def webhook_configurations(
         }
 
     def webhook(handler_id: str) -> dict[str, Any]:
+        if handler_id == CREATED_BY_WEBHOOK:
+            # Every create, failing open: an outage never blocks an apply (the creator is
+            # then unknown, and a gate that refuses self-approval refuses every approval).
+            hook = {**approval_webhook(handler_id), "failurePolicy": "Ignore"}
+            hook.pop("matchConditions")
+            hook["rules"] = [{**hook["rules"][0], "operations": ["CREATE"]}]
+            return hook
         if handler_id == SPEC_WEBHOOK:
             return {
                 **approval_webhook(handler_id),
@@ -161,7 +230,7 @@ def webhook_configurations(
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "MutatingWebhookConfiguration",
             "metadata": meta,
-            "webhooks": [webhook("decided-by")],
+            "webhooks": [webhook("decided-by"), webhook(CREATED_BY_WEBHOOK)],
         },
         {
             "apiVersion": "admissionregistration.k8s.io/v1",

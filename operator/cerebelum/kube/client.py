@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,11 +111,38 @@ class KubeClient:
             raise
         return result
 
-    async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
-        patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
+    async def remove_annotations(
+        self, namespace: str, name: str, keys: Mapping[str, str | None]
+    ) -> None:
+        """Remove annotations; one given with a value goes only if it still holds it (a JSON
+        Patch ``test``), so a newer value written meanwhile is kept."""
+        held = {k: v for k, v in keys.items() if v is not None}
+        if held:
+            ops: list[dict[str, Any]] = []
+            for key in keys:
+                path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+                if key in held:
+                    ops.append({"op": "test", "path": path, "value": held[key]})
+                ops.append({"op": "remove", "path": path})
+            try:
+                await self._patch(namespace, name, ops, "application/json-patch+json")
+                return
+            except ApiException as exc:
+                if exc.status not in (409, 422):  # 422: a value changed: keep those keys
+                    raise
+            keys = {k: v for k, v in keys.items() if v is None}
+            if not keys:
+                return
+        await self._patch(
+            namespace,
+            name,
+            {"metadata": {"annotations": dict.fromkeys(keys)}},
+            "application/merge-patch+json",
+        )
+
+    async def _patch(self, namespace: str, name: str, patch: Any, content_type: str) -> None:
         try:
-            # The client would pick JSON Patch for this dict; _content_type reaches it through
-            # **kwargs, which its type stubs do not declare.
+            # _content_type reaches the client through **kwargs, which its stubs do not declare.
             with _counted("patch", "workflows"):
                 await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
                     GROUP,
@@ -124,7 +151,7 @@ class KubeClient:
                     PLURAL,
                     name,
                     patch,
-                    _content_type="application/merge-patch+json",
+                    _content_type=content_type,
                 )
         except ApiException as exc:
             if exc.status != 404:

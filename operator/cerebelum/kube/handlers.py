@@ -19,6 +19,7 @@ import kopf
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.steprun import STEPRUN_PLURAL
 from cerebelum.kube import metrics
+from cerebelum.kube.callbacks import CallbackEndpoint
 from cerebelum.kube.client import KubeClient, connect
 from cerebelum.kube.leader import LeaderElector
 from cerebelum.kube.runtime import Runtime
@@ -68,6 +69,10 @@ async def start(
         memo["elector"] = elector
         memo["election"] = asyncio.create_task(elector.run(), name="cerebelum-leader-election")
     runtime.start()
+    if operator_settings.callbacks.port is not None:
+        endpoint = CallbackEndpoint(api, runtime.callbacks)
+        await endpoint.start(operator_settings.callbacks)
+        memo["callbacks"] = endpoint
     if operator_settings.metrics_port is not None:
         metrics.serve(
             operator_settings.metrics_port,
@@ -87,6 +92,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if election is not None:
         election.cancel()
         await memo["elector"].release()
+    endpoint: CallbackEndpoint | None = memo.get("callbacks")
+    if endpoint is not None:
+        await endpoint.stop()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()

@@ -48,6 +48,18 @@ STEP_DURATION = Histogram(
     registry=REGISTRY,
     buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, float("inf")),
 )
+CALLBACKS = Counter(
+    "cerebelum_callbacks",
+    "Callback deliveries at the HTTP endpoint, by result (accepted, not_found, invalid).",
+    ["result"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS = Counter(
+    "cerebelum_notifications",
+    "Notices sent to spec.notify targets, by result (sent, failed).",
+    ["result"],
+    registry=REGISTRY,
+)
 RECONCILE_SLOTS = Gauge(
     "cerebelum_reconcile_concurrency",
     "Reconciliations allowed at once, adapted to the API server's answers.",

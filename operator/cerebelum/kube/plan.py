@@ -20,7 +20,15 @@ from cerebelum.api.status import WorkflowPhase, WorkflowStatus
 from cerebelum.engine import ActionCall, ActionResult, EventRecord, Input, Settled, WorkflowMeta
 from cerebelum.engine.repair import load_status
 from cerebelum.kube.events import one_event
-from cerebelum.kube.inputs import cancel_requested, read_decisions, to_remove, with_answers
+from cerebelum.kube.inputs import (
+    DECISION_ANNOTATIONS,
+    cancel_requested,
+    read_callbacks,
+    read_decisions,
+    to_remove,
+    with_answers,
+)
+from cerebelum.kube.settings import CREATED_BY
 
 #: The condition a workflow carries while its reconciliations keep failing.
 RECONCILING = "Reconciling"
@@ -39,8 +47,8 @@ class Prepared:
     #: Events about the input itself: annotations refused, status repaired.
     notes: tuple[EventRecord, ...]
     annotations: dict[str, str]
-    #: Some annotations were read but refused (they go too).
-    refused: bool
+    #: Annotations read but refused (they go too).
+    refused: tuple[str, ...]
 
 
 def prepare(
@@ -53,7 +61,9 @@ def prepare(
     status, repaired = load_status(spec, body.get("status") or {}, now)
     annotations = dict(meta.get("annotations") or {})
     decisions, refused = read_decisions(annotations)
-    notes = list(refused)
+    callbacks, refused_callbacks, bad_keys = read_callbacks(annotations)
+    notes = [*refused, *refused_callbacks]
+    refused_keys = [*(DECISION_ANNOTATIONS if refused else ()), *bad_keys]
     if repaired:
         notes.append(EventRecord("Warning", "StatusRepaired", "; ".join(repaired)))
     return Prepared(
@@ -64,12 +74,13 @@ def prepare(
             uid=meta["uid"],
             generation=int(meta.get("generation", 1)),
             cancel_requested=cancel_requested(annotations),
+            created_by=annotations.get(CREATED_BY) or None,
         ),
-        inputs=(*results, *decisions),
+        inputs=(*results, *decisions, *callbacks),
         results=results,
         notes=tuple(notes),
         annotations=annotations,
-        refused=bool(refused),
+        refused=tuple(refused_keys),
     )
 
 
@@ -96,8 +107,9 @@ class Plan:
     wake_at: datetime.datetime | None = None
     #: More inline work is waiting: look again at once.
     requeue: bool = False
-    #: Annotations read, to remove after the write.
-    remove_annotations: tuple[str, ...] = ()
+    #: Annotations read, to remove after the write (each with the value it must still
+    #: hold, or None: remove whatever it holds).
+    remove_annotations: dict[str, str | None] = field(default_factory=dict)
     #: The one Event of this reconciliation (before rate limiting), if any.
     event: EventRecord | None = None
     #: The workflow's phase changed to this (for the log, and cleanup once finished).
@@ -124,7 +136,7 @@ def plan(spec: WorkflowSpec, body: dict[str, Any], start: Prepared, settled: Set
         cancel=tuple(settled.cancel),
         wake_at=settled.wake_at,
         requeue=settled.exhausted,
-        remove_annotations=tuple(to_remove(start.annotations, settled.consumed, start.refused)),
+        remove_annotations=to_remove(start.annotations, settled.consumed, start.refused),
         event=one_event(with_answers([*start.notes, *settled.events], start.meta.name)),
         phase_changed=phase_changed,
         delete_stepruns=phase_changed is not None

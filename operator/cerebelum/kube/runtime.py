@@ -20,7 +20,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,8 +30,10 @@ from cerebelum.actions.python import StepRunResults
 from cerebelum.actions.secrets import KubeSecretSource
 from cerebelum.api.base import describe_errors
 from cerebelum.api.status import Condition, WorkflowPhase, failed_status
+from cerebelum.api.tokens import CallbackIssuer
 from cerebelum.engine import ActionCall, ActionResult, settle
-from cerebelum.kube import metrics
+from cerebelum.engine.notify import NOTIFY_KIND
+from cerebelum.kube import metrics, notify
 from cerebelum.kube.cache import BodyCache, Key, SpecCache, slim
 from cerebelum.kube.client import Conflict, Gone, KubeClient
 from cerebelum.kube.concurrency import AdaptiveLimit
@@ -75,6 +77,8 @@ class Runtime:
         #: Only a leader reconciles (always true without leader election).
         self.leading = True
         self.failures = FailureBackoff(settings.backoff)
+        #: Signs and checks callback tokens (the endpoint in kube.callbacks uses it too).
+        self.callbacks = CallbackIssuer(settings.callbacks.key, settings.callbacks.url)
         #: Reconciliations at once: from settings, adapted to the API server.
         self.concurrency = AdaptiveLimit(
             start=settings.reconcile.workers, ceiling=settings.reconcile.max_workers
@@ -219,6 +223,7 @@ class Runtime:
             inputs=start.inputs,
             in_flight=self.tasks.running(key),
             max_passes=reconcile.max_passes,
+            callbacks=self.callbacks,
         )
         await self.apply(key, body, plan(spec, body, start, settled))
 
@@ -257,7 +262,7 @@ class Runtime:
         self.scheduler.schedule(key, p.wake_at)
         # Best effort from here on: the status write above is what counts.
         if p.remove_annotations:
-            await self._remove_annotations(body, list(p.remove_annotations))
+            await self._remove_annotations(body, p.remove_annotations)
         if p.event is not None:
             self.events.post(key, body, p.event)
 
@@ -304,7 +309,9 @@ class Runtime:
         self.concurrency.record(latency=time.monotonic() - started)
         self.bodies[key] = slim(written)
 
-    async def _remove_annotations(self, body: dict[str, Any], keys: list[str]) -> None:
+    async def _remove_annotations(
+        self, body: dict[str, Any], keys: Mapping[str, str | None]
+    ) -> None:
         meta = body["metadata"]
         try:
             await self.kube.remove_annotations(meta["namespace"], meta["name"], keys)
@@ -348,6 +355,10 @@ class Runtime:
         )
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:
+        if call.kind == NOTIFY_KIND:  # a notice, not a step's action
+            sent = await execute(notify.send, call, self._context(body, call))
+            metrics.NOTIFICATIONS.labels("sent" if sent.ok else "failed").inc()
+            return sent
         metrics.ACTION_ATTEMPTS.labels(call.kind).inc()
         if call.poll:
             metrics.POLL_ATTEMPTS.labels(call.kind).inc()

@@ -21,6 +21,17 @@ REASON = ANNOTATION_PREFIX + "reason"
 APPROVAL_DATA = ANNOTATION_PREFIX + "approval-data"
 CANCEL = ANNOTATION_PREFIX + "cancel"
 DECIDED_BY = ANNOTATION_PREFIX + "decided-by"
+#: The option an approver picks, for a gate with ``options``.
+CHOICE = ANNOTATION_PREFIX + "choice"
+#: Who created the workflow: stamped by the webhook at create, never set by a user.
+CREATED_BY = ANNOTATION_PREFIX + "created-by"
+#: ``kubectl annotate workflow W cerebelum.io/callback=STEP [cerebelum.io/callback-data=JSON]``
+CALLBACK = ANNOTATION_PREFIX + "callback"
+CALLBACK_DATA = ANNOTATION_PREFIX + "callback-data"
+#: ``succeeded`` (the default), ``failed`` or ``heartbeat``.
+CALLBACK_OUTCOME = ANNOTATION_PREFIX + "callback-outcome"
+#: A delivery the callback endpoint accepted, one key per step: ``callback.cerebelum.io/STEP``.
+CALLBACK_RECEIVED_PREFIX = "callback.cerebelum.io/"
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -126,11 +137,45 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """Callback waits. ``key`` signs tokens (without one, only ``kubectl annotate`` delivers
+    callbacks); ``port`` serves the HTTPS endpoint; ``url`` is that endpoint as the outside
+    world reaches it (``${{ callback.url }}``)."""
+
+    #: Not in repr: the key never reaches a log line.
+    key: bytes | None = field(default=None, repr=False)
+    url: str | None = None
+    port: int | None = None
+    addr: str = "0.0.0.0"
+    cert: str | None = None
+    cert_key: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CallbackSettings:
+        key: bytes | None = None
+        key_file = env.get("CEREBELUM_CALLBACK_KEY_FILE")
+        if key_file:
+            with open(key_file, "rb") as f:
+                key = f.read().strip()
+        elif env.get("CEREBELUM_CALLBACK_KEY"):
+            key = env["CEREBELUM_CALLBACK_KEY"].encode()
+        return cls(
+            key=key,
+            url=env.get("CEREBELUM_CALLBACK_URL") or None,
+            port=_port(env, "CEREBELUM_CALLBACK_PORT"),
+            addr=env.get("CEREBELUM_CALLBACK_ADDR", cls.addr),
+            cert=env.get("CEREBELUM_CALLBACK_CERT") or None,
+            cert_key=env.get("CEREBELUM_CALLBACK_CERT_KEY") or None,
+        )
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     actions: ActionSettings = field(default_factory=ActionSettings.defaults)
     #: Serve Prometheus metrics on this port; None: no metrics endpoint.
     metrics_port: int | None = None
@@ -145,6 +190,7 @@ class OperatorSettings:
             backoff=BackoffSettings.from_env(env),
             leader=LeaderSettings.from_env(env),
             webhook=WebhookSettings.from_env(env),
+            callbacks=CallbackSettings.from_env(env),
             actions=ActionSettings.from_env(env),
             metrics_port=_port(env, "CEREBELUM_METRICS_PORT"),
         )

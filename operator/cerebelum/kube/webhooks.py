@@ -16,13 +16,16 @@ from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.kube.approvers import (
+    CREATED_BY_WEBHOOK,
     SPEC_WEBHOOK,
+    created_by_refusal,
     data_refusal,
     decided_by_patch,
     decisions_in,
+    gate_refusal,
     refusal,
 )
-from cerebelum.kube.settings import DECIDED_BY
+from cerebelum.kube.settings import CREATED_BY, DECIDED_BY
 
 
 def _annotations(obj: Any) -> dict[str, str]:
@@ -33,19 +36,20 @@ def _annotations(obj: Any) -> dict[str, str]:
 def validate_approvers(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
     """Refuse an approve/reject annotation from a user the step's approvers do not list,
     and approval data that is not JSON."""
-    problem = data_refusal(_annotations(kwargs.get("old")), _annotations(body))
+    old, new = _annotations(kwargs.get("old")), _annotations(body)
+    problem = data_refusal(old, new) or created_by_refusal(old if kwargs.get("old") else None, new)
     if problem:
         raise kopf.AdmissionError(problem, code=422)
-    decisions = decisions_in(_annotations(kwargs.get("old")), _annotations(body))
+    decisions = decisions_in(old, new)
     if decisions:
-        reason = refusal(
-            dict(body.get("spec") or {}),
-            decisions,
-            userinfo.get("username", ""),
-            list(userinfo.get("groups") or []),
-        )
+        spec = dict(body.get("spec") or {})
+        user = userinfo.get("username", "")
+        reason = refusal(spec, decisions, user, list(userinfo.get("groups") or []))
         if reason:
             raise kopf.AdmissionError(reason, code=403)
+        reason = gate_refusal(spec, new, decisions, user)
+        if reason:
+            raise kopf.AdmissionError(reason, code=422)
 
 
 @kopf.on.mutate(GROUP, VERSION, PLURAL, id="decided-by")
@@ -58,6 +62,14 @@ def stamp_decided_by(
     )
     if value is not None:
         patch.metadata.annotations[DECIDED_BY] = value or None
+
+
+@kopf.on.mutate(GROUP, VERSION, PLURAL, id=CREATED_BY_WEBHOOK, operations=["CREATE"])
+def stamp_created_by(body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch, **_: Any) -> None:
+    """Record who created the workflow (a value the user set is overwritten)."""
+    user = userinfo.get("username", "")
+    if user and _annotations(body).get(CREATED_BY) != user:
+        patch.metadata.annotations[CREATED_BY] = user
 
 
 @kopf.on.validate(GROUP, VERSION, PLURAL, id=SPEC_WEBHOOK)

@@ -14,6 +14,7 @@ from cerebelum.sdk.client import (
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.declarative import (
     approval_step,
+    callback_step,
     digitalocean_step,
     http_step,
     job_step,
@@ -36,6 +37,7 @@ from cerebelum.sdk.steps import (
     Timeline,
     WorkflowDefinitionError,
     approval,
+    callback,
     step,
 )
 from cerebelum.sdk.workflow import (
@@ -80,6 +82,8 @@ __all__ = [
     "approval",
     "approval_step",
     "back_to",
+    "callback",
+    "callback_step",
     "cel",
     "digitalocean_step",
     "http_step",

@@ -20,7 +20,7 @@ from cerebelum.api.spec import (
     SshAction,
     TcpAction,
 )
-from cerebelum.sdk.steps import DefinitionError, Sleep, StepDef, _check_name, approval
+from cerebelum.sdk.steps import DefinitionError, Sleep, StepDef, _check_name, approval, callback
 
 
 def _seconds(value: float | str | None) -> str | None:
@@ -161,6 +161,20 @@ def sleep_step(name: str, *, seconds: float | None = None, until: str | None = N
     if (seconds is None) == (until is None):
         raise DefinitionError(f"step {name}: sleep_step needs exactly one of seconds= or until=")
     return StepDef(name=_check_name(name), kind=None, sleep=Sleep(seconds=seconds, until=until))
+
+
+def callback_step(
+    name: str,
+    *,
+    timeout: float | None = None,
+    heartbeat_timeout: float | None = None,
+    schema: dict[str, Any] | None = None,
+) -> StepDef:
+    """A step that only waits for a callback (``kubectl annotate`` or an HTTP POST with a
+    token handed out elsewhere); the payload is its output."""
+    wait = StepDef(name=_check_name(name), kind=None)
+    result: StepDef = callback(timeout, heartbeat_timeout=heartbeat_timeout, schema=schema)(wait)
+    return result
 
 
 def approval_step(name: str, *, timeout_minutes: float | None = None, **options: Any) -> StepDef:

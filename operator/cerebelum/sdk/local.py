@@ -33,7 +33,17 @@ from cerebelum.api.status import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from cerebelum.engine import ActionCall, ActionResult, ApprovalDecision, WorkflowMeta, settle
+from cerebelum.api.tokens import CallbackIssuer
+from cerebelum.engine import (
+    ActionCall,
+    ActionResult,
+    ApprovalDecision,
+    Input,
+    WorkflowMeta,
+    settle,
+)
+from cerebelum.engine.notify import NOTIFY_KIND
+from cerebelum.engine.types import CallbackDelivery, CallbackOutcome
 from cerebelum.sdk.context import Context
 from cerebelum.sdk.helpers import CLOCK
 from cerebelum.sdk.running import pause_request, run_step
@@ -41,6 +51,9 @@ from cerebelum.sdk.steps import StepDef, StepExecutionError, reference
 
 #: Where the virtual clock starts unless ``start=`` says otherwise.
 EPOCH = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+#: Callback tokens of local runs: a key of this process, and a URL nobody serves (a local
+#: run's callbacks are scripted: ``callbacks={"step": payload}``).
+CALLBACK_TOKENS = CallbackIssuer.ephemeral("https://callbacks.local.invalid")
 #: A guard against a workflow that never settles (each pass is one engine reconciliation).
 MAX_PASSES = 100_000
 
@@ -50,6 +63,10 @@ MAX_PASSES = 100_000
 #: step it never decides waits on the virtual clock until its timeout, if it has one.
 Decision = bool | Mapping[str, Any] | None
 Approvals = Mapping[str, Decision] | Callable[[str, Mapping[str, Any]], Decision]
+#: Scripted callbacks, by step: the payload the outside system sends (a step not named, or
+#: None, is never called back: it waits for its timeout on the virtual clock, or the run
+#: stops there). ``{"fail": "why"}`` reports a failure instead.
+Callbacks = Mapping[str, Any]
 
 
 class LocalWorkflow(Protocol):
@@ -127,6 +144,7 @@ class LocalRun:
         inputs: Mapping[str, Any],
         *,
         approvals: Approvals | None = None,
+        callbacks: Callbacks | None = None,
         start: datetime.datetime | None = None,
         namespace: str = "local",
         digitalocean_endpoint: str | None = None,
@@ -139,6 +157,7 @@ class LocalRun:
         self.inputs = dict(manifest_spec.get("inputs") or {})
         self.by_function = {reference(s): s for s in wf.steps if s.fn is not None}
         self.approvals = approvals
+        self.callbacks = dict(callbacks or {})
         self.clock = VirtualClock(start or EPOCH)
         self.execution_id = str(uuid.uuid4())
         self.meta = WorkflowMeta(name=wf.resource_name, namespace=namespace, uid=self.execution_id)
@@ -174,13 +193,16 @@ class LocalRun:
                 actions=CATALOG,
                 respond=self._decide,
                 max_passes=budget,
+                callbacks=CALLBACK_TOKENS,
             )
             budget -= settled.passes
             self.status = settled.status
             self._note(settled.transitions)
             if settled.exhausted:
                 break
-            if self.status.phase.finished or (self.approvals is None and self._waiting()):
+            if self.status.phase.finished or (
+                (self.approvals is None and self._waiting()) or self._uncalled()
+            ):
                 return self._result()  # without a script, nobody can answer: stop and say so
             if settled.wake_at is None:
                 return self._result()  # waits on a person with no scripted decision
@@ -197,6 +219,9 @@ class LocalRun:
 
     async def _run(self, call: ActionCall) -> ActionResult:
         from cerebelum.actions import REGISTRY, ActionContext, execute
+
+        if call.kind == NOTIFY_KIND:  # a local run notifies nobody; the notice counts as sent
+            return ActionResult(call.step, call.visit, call.attempt, ok=True, output={})
 
         if call.kind == "python":
             return await self._run_python(call)
@@ -276,7 +301,37 @@ class LocalRun:
             n for n, s in self.status.steps.items() if s.phase == StepPhase.WAITING_FOR_APPROVAL
         ]
 
-    def _decide(self, status: WorkflowStatus) -> list[ApprovalDecision]:
+    def _uncalled(self) -> list[str]:
+        """Callback waits no script answers and no timeout ends: nobody ever will."""
+        assert self.status is not None
+        return [
+            n
+            for n, s in self.status.steps.items()
+            if s.phase == StepPhase.WAITING_FOR_CALLBACK
+            and self.callbacks.get(n) is None
+            and (s.callback is None or s.callback.deadline is None)
+        ]
+
+    def _decide(self, status: WorkflowStatus) -> list[Input]:
+        answers: list[Input] = list(self._call_back(status))
+        return answers + list(self._approve(status))
+
+    def _call_back(self, status: WorkflowStatus) -> list[CallbackDelivery]:
+        out = []
+        for name, s in status.steps.items():
+            payload = self.callbacks.get(name)
+            if s.phase != StepPhase.WAITING_FOR_CALLBACK or payload is None:
+                continue
+            if isinstance(payload, Mapping) and set(payload) == {"fail"}:
+                delivery = CallbackDelivery(
+                    name, CallbackOutcome.FAILED, {"message": payload["fail"]}, None, "local"
+                )
+            else:
+                delivery = CallbackDelivery(name, CallbackOutcome.SUCCEEDED, payload, None, "local")
+            out.append(delivery)
+        return out
+
+    def _approve(self, status: WorkflowStatus) -> list[ApprovalDecision]:
         decisions = []
         for name, s in status.steps.items():
             if s.phase != StepPhase.WAITING_FOR_APPROVAL:
@@ -336,7 +391,7 @@ class LocalRun:
             WorkflowPhase.SUCCEEDED: "completed",
             WorkflowPhase.FAILED: "failed",
             WorkflowPhase.CANCELLED: "cancelled",
-        }.get(st.phase, "waiting_for_approval")
+        }.get(st.phase, "waiting_for_callback" if self._uncalled() else "waiting_for_approval")
         error = None
         if st.phase == WorkflowPhase.FAILED:
             error = st.message
@@ -351,7 +406,7 @@ class LocalRun:
             outputs=outputs,
             steps_run=list(self.finished_order),
             failed_step=failed,
-            waiting_for=self._waiting() if not st.phase.finished else [],
+            waiting_for=[*self._waiting(), *self._uncalled()] if not st.phase.finished else [],
             workflow_status=st,
             history=list(self.history),
         )
@@ -362,15 +417,18 @@ async def run(
     inputs: Mapping[str, Any] | None = None,
     *,
     approvals: Approvals | None = None,
+    callbacks: Callbacks | None = None,
     start: datetime.datetime | None = None,
     raise_on_failure: bool = True,
     digitalocean_endpoint: str | None = None,
 ) -> ExecutionResult:
-    """Run ``wf`` to its end (or to an approval nobody scripted) on a virtual clock."""
+    """Run ``wf`` to its end (or to an approval or callback nobody scripted) on a virtual
+    clock."""
     local = LocalRun(
         wf,
         inputs or {},
         approvals=approvals,
+        callbacks=callbacks,
         start=start,
         digitalocean_endpoint=digitalocean_endpoint,
     )

@@ -112,6 +112,10 @@ class Approval:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     message: str | None = None
+    required: int | None = None
+    options: tuple[str, ...] = ()
+    allow_self_approval: bool = True
+    schema: dict[str, Any] | None = None
 
     key: ClassVar[str] = "approval"
     before_action: ClassVar[bool] = True
@@ -126,6 +130,14 @@ class Approval:
             out["approvers"] = approvers
         if self.message:
             out["message"] = self.message
+        if self.required is not None:
+            out["required"] = self.required
+        if self.options:
+            out["options"] = list(self.options)
+        if not self.allow_self_approval:
+            out["allowSelfApproval"] = False
+        if self.schema is not None:
+            out["schema"] = self.schema
         return out
 
 
@@ -198,8 +210,35 @@ class Retry:
         )
 
 
+@dataclass(frozen=True)
+class Callback:
+    """``@callback(...)``: after its action, the step waits for an outside system to call
+    back (the action's parameters may use ``${{ callback.url }}``); the payload is its
+    output."""
+
+    timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    schema: dict[str, Any] | None = None
+    timeout_goto: str | None = None
+
+    key: ClassVar[str] = "callback"
+    before_action: ClassVar[bool] = False
+
+    def render(self, s: StepDef) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.timeout is not None:
+            out["timeout"] = duration(self.timeout)
+        if self.heartbeat_timeout is not None:
+            out["heartbeatTimeout"] = duration(self.heartbeat_timeout)
+        if self.schema is not None:
+            out["schema"] = self.schema
+        if self.timeout_goto is not None:
+            out["onTimeout"], out["timeoutGoto"] = "Goto", self.timeout_goto
+        return out
+
+
 #: How a step can wait, as its decorators declare it.
-WaitDecl = Sleep | Approval | Poll | Retry
+WaitDecl = Sleep | Approval | Poll | Retry | Callback
 
 
 def _attach(target: Any, key: str, value: Any, check: Callable[[Any], Any] | None = None) -> Any:
@@ -248,12 +287,13 @@ class StepDef:
     approval: Approval | None = None
     poll: Poll | None = None
     retry: Retry | None = None
+    callback: Callback | None = None
     #: Python conditions the worker evaluates on the output, by name (poll, branch...).
     checks: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     def waits(self) -> tuple[WaitDecl | None, ...]:
         """How the step waits, as its decorators declared it (None where it does not)."""
-        return (self.sleep, self.approval, self.poll, self.retry)
+        return (self.sleep, self.approval, self.poll, self.retry, self.callback)
 
     @property
     def function(self) -> str:
@@ -406,6 +446,7 @@ def _from_function(
         approval=options.get("approval"),
         poll=poll,
         retry=options.get("retry"),
+        callback=options.get("callback"),
         checks=checks,
     )
     FUNCTIONS[stepdef.function] = stepdef
@@ -449,8 +490,16 @@ def approval(
     users: Sequence[str] = (),
     groups: Sequence[str] = (),
     message: str | None = None,
+    required: int | None = None,
+    options: Sequence[str] = (),
+    allow_self_approval: bool = True,
+    schema: dict[str, Any] | None = None,
 ) -> Callable[[Any], Any]:
     """Wait for a human before the step runs: ``@approval(type="manual", timeout_minutes=60)``.
+
+    ``required=2``: two distinct approvers; ``options=["canary", "full"]``: the approver
+    picks one (``output.choice``); ``allow_self_approval=False``: not the creator;
+    ``schema``: a JSON Schema for the approval data.
 
     Approve with ``cerebelum approve WORKFLOW STEP`` (or ``kubectl annotate``); the decision
     and its data reach the step as ``context.approval``. Reject, or a timeout with
@@ -467,8 +516,31 @@ def approval(
         users=tuple(users),
         groups=tuple(groups),
         message=message,
+        required=required,
+        options=tuple(options),
+        allow_self_approval=allow_self_approval,
+        schema=schema,
     )
     return lambda target: _attach(target, "approval", gate)
+
+
+def callback(
+    timeout: float | None = None,
+    *,
+    heartbeat_timeout: float | None = None,
+    schema: dict[str, Any] | None = None,
+    timeout_goto: str | None = None,
+) -> Callable[[Any], Any]:
+    """After the step's action, wait for a callback: ``@callback(timeout=1800)``.
+
+    ``timeout`` and ``heartbeat_timeout`` are seconds; ``schema`` is a JSON Schema the
+    payload must match; ``timeout_goto`` names a step to go to on timeout (else it fails).
+    """
+    for label, value in (("timeout", timeout), ("heartbeat_timeout", heartbeat_timeout)):
+        if value is not None and value <= 0:
+            raise DefinitionError(f"@callback({label}={value}) must be positive")
+    wait = Callback(timeout, heartbeat_timeout, schema, timeout_goto)
+    return lambda target: _attach(target, "callback", wait)
 
 
 def poll_decorator(
