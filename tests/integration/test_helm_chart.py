@@ -301,6 +301,16 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
                 ),
                 namespace,
             )
+            cluster.kubectl(
+                "-n",
+                namespace,
+                "patch",
+                "workflow",
+                "everything",
+                "--type=merge",
+                "-p",
+                '{"spec": {"ttlAfterFinished": "5s"}}',
+            )
             wait_for_phase(cluster, namespace, "everything", "WaitingForApproval")
             cluster.kubectl(
                 "-n", namespace, "annotate", "workflow", "everything", "cerebelum.io/approve=gate"
@@ -310,6 +320,18 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
             done = wait_for_phase(
                 cluster, namespace, "everything", ("Succeeded", "Failed"), timeout=40
             )
+
+            # ttlAfterFinished: the workflow, its StepRuns and its Jobs go.
+            def left() -> list[str]:
+                return [
+                    f"{kind}/{item['metadata']['name']}"
+                    for kind in ("workflows", "jobs")
+                    for item in cluster.kubectl_json("-n", namespace, "get", kind)["items"]
+                ]
+
+            assert any(x.startswith("jobs/") for x in left()), "its Jobs are there at first"
+            eventually(lambda: not left() or None, timeout=20)
+            assert not cluster.kubectl_json("-n", namespace, "get", "stepruns")["items"]
     finally:
         operator.stop()
         worker.stop()

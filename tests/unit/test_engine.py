@@ -792,8 +792,9 @@ def test_outputs_together_over_the_workflows_budget_fail_the_step_that_crosses_i
     succeeded = [n for n in d.status.steps if d.step(n).phase == "Succeeded"]
     assert 25 <= len(succeeded) < 40
     crossing = d.step(f"s{len(succeeded)}")
-    assert crossing.error.error_class == "OutputTooLarge"
+    assert crossing.error.error_class == "StatusTooLarge"
     assert "budget for outputs" in crossing.error.message
+    assert "The largest: s0 (16396 bytes), s1 (16396 bytes)" in crossing.error.message
     # What is written stays far below etcd's 1.5 MiB request limit.
     assert OUTPUTS_LIMIT_BYTES < len(json.dumps(d.status.to_wire())) < 768 * 1024
 

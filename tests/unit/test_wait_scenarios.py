@@ -280,3 +280,30 @@ def test_a_stale_result_changes_nothing() -> None:
     status = state(a=running)
     out = run([{"name": "a", **NOOP}], status, 1, result("a", attempt=1, ok=True, output={}))
     assert out.status.steps["a"].phase == StepPhase.RUNNING and out.status.steps["a"].attempts == 2
+
+
+# -- ttlAfterFinished -----------------------------------------------------------------------
+
+
+def test_a_finished_workflow_wakes_at_its_ttl_and_is_then_deleted() -> None:
+    steps = [{"name": "s", "noop": {}}]
+    spec = WorkflowSpec.model_validate({"steps": steps, "ttlAfterFinished": "1h"})
+    done = WorkflowStatus(phase=WorkflowPhase.SUCCEEDED, started_at=T0, finished_at=at(10))
+    before = reconcile(spec, done, META, at(20), actions=CATALOG)
+    assert before.wake_at == at(3610) and not before.delete
+    after = reconcile(spec, done, META, at(3610), actions=CATALOG)
+    assert after.delete
+
+
+def test_the_operators_default_ttl_applies_only_where_the_spec_sets_none() -> None:
+    import dataclasses
+
+    done = WorkflowStatus(phase=WorkflowPhase.FAILED, started_at=T0, finished_at=at(0))
+    meta = dataclasses.replace(META, default_ttl=datetime.timedelta(minutes=5))
+    plain = WorkflowSpec.model_validate({"steps": [{"name": "s", "noop": {}}]})
+    assert reconcile(plain, done, meta, at(300), actions=CATALOG).delete
+    assert reconcile(plain, done, META, at(10**6), actions=CATALOG).wake_at is None
+    own = WorkflowSpec.model_validate(
+        {"steps": [{"name": "s", "noop": {}}], "ttlAfterFinished": "1h"}
+    )
+    assert not reconcile(own, done, meta, at(300), actions=CATALOG).delete

@@ -38,7 +38,7 @@ server's audit log of a full run):
 {{- define "cerebelum.rules" -}}
 - apiGroups: [cerebelum.io]
   resources: [workflows]
-  verbs: [list, watch, patch]
+  verbs: [list, watch, patch, delete]
 - apiGroups: [cerebelum.io]
   resources: [workflows/status]
   verbs: [update]
@@ -50,7 +50,7 @@ server's audit log of a full run):
   verbs: [get]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, get, watch, delete]
+  verbs: [create, get, watch, delete, deletecollection]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]

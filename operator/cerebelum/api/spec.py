@@ -918,6 +918,13 @@ class WorkflowSpec(
         default=None,
         description="Set true to cancel (as does the annotation cerebelum.io/cancel). Waiting steps stop at once.",
     )
+    ttl_after_finished: Duration | None = Field(
+        default=None,
+        description=(
+            "Delete the workflow this long after it finished (with its StepRuns and Jobs). "
+            "Unset: the operator's default (Helm: ttlAfterFinished; none: kept)."
+        ),
+    )
     notify: list[NotifyTarget] | None = Field(
         default=None,
         max_length=5,

@@ -48,7 +48,7 @@ def on_result(run: Run, result: ActionResult) -> None:
         return
     problem = run.output_problem(step.name, result.output)
     if problem is not None:
-        fail_step(run, step, StepError(error_class="OutputTooLarge", message=problem))
+        fail_step(run, step, problem)
         return
     s.output = result.output
     s.error = None

@@ -178,7 +178,8 @@ def _deliver(run: Run, step: Step, delivery: CallbackDelivery) -> None:
         _attempt_failed(run, step, StepError(error_class="CallbackFailed", message=message))
         return
     output = delivery.data if delivery.data is not None else {}
-    problem = payload_problem(step, delivery.data) or run.output_problem(step.name, output)
+    too_large = run.output_problem(step.name, output)
+    problem = payload_problem(step, delivery.data) or (too_large and too_large.message)
     if problem is not None:
         run.event("Warning", "CallbackRefused", f"callback of step {step.name} refused: {problem}")
         return

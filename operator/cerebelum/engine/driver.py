@@ -59,6 +59,8 @@ class Settled:
     passes: int = 0
     #: The pass limit was reached with inline work still to do.
     exhausted: bool = False
+    #: Its ttlAfterFinished has passed: the caller deletes the workflow.
+    delete: bool = False
 
 
 async def settle(
@@ -97,6 +99,7 @@ async def settle(
         settled.consumed += out.consumed
         settled.cancel += out.cancel
         settled.transitions += out.transitions
+        settled.delete = out.delete
         settled.calls = [c for c in settled.calls if c.step not in out.cancel]
         now_inline = [c for c in out.actions if inline(c)]
         settled.calls += [c for c in out.actions if not inline(c)]

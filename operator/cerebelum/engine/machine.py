@@ -208,11 +208,28 @@ def _finish(run: Run) -> Outcome:
     st.progress = f"{done}/{len(run.spec.steps)}"
     notify.open_notices(run)
     notify.issue(run)
-    times = [notify.next_deadline(run), None if st.phase.finished else _next_deadline(run)]
+    expiry = _expiry(run)
+    if expiry is not None and run.now >= expiry:
+        run.out.delete = True
+    times = [
+        notify.next_deadline(run),
+        None if st.phase.finished else _next_deadline(run),
+        expiry,
+    ]
     run.out.wake_at = min((t for t in times if t is not None), default=None)
     st.next_wake_at = run.out.wake_at
     _set_condition(run)
     return run.out
+
+
+def _expiry(run: Run) -> datetime.datetime | None:
+    """When a finished workflow is to be deleted (ttlAfterFinished), or None."""
+    st = run.status
+    if not st.phase.finished or st.finished_at is None:
+        return None
+    ttl = run.spec.ttl_after_finished
+    keep = parse_duration(ttl) if ttl else run.meta.default_ttl
+    return None if keep is None else to_millis(st.finished_at + keep)
 
 
 def _derive_phase(run: Run) -> None:

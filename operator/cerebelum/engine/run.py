@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cerebelum.api.durations import format_time, to_millis
 from cerebelum.api.spec import Step, WorkflowSpec
 from cerebelum.api.status import (
+    StepError,
     StepPhase,
     StepStatus,
     Transition,
@@ -97,25 +98,34 @@ class Run:
             TokenClaims(m.namespace, m.name, m.uid, name, s.visits, s.attempts)
         )
 
-    def output_problem(self, name: str, output: Any) -> str | None:
-        """Why ``output`` cannot be the step's output (too large alone, or with the other
-        steps' outputs), or None."""
+    def output_problem(self, name: str, output: Any) -> StepError | None:
+        """Why ``output`` cannot be the step's output: too large alone (OutputTooLarge), or
+        with the other steps' outputs over the workflow's budget (StatusTooLarge, naming
+        the largest); None if it fits."""
         size = len(json.dumps(output, default=str))
         if size > OUTPUT_LIMIT_BYTES:
-            return f"output is {size} bytes, over the {OUTPUT_LIMIT_BYTES}-byte limit"
-        others = sum(
-            len(json.dumps(s.output, default=str))
+            message = f"output is {size} bytes, over the {OUTPUT_LIMIT_BYTES}-byte limit"
+            return StepError(error_class="OutputTooLarge", message=message)
+        sizes = {
+            n: len(json.dumps(s.output, default=str))
             for n, s in self.status.steps.items()
             if n != name and s.output is not None
+        }
+        others = sum(sizes.values())
+        if others + size <= OUTPUTS_LIMIT_BYTES:
+            return None
+        largest = sorted({**sizes, name: size}.items(), key=lambda kv: -kv[1])[:3]
+        named = ", ".join(f"{n} ({b} bytes)" for n, b in largest)
+        return StepError(
+            error_class="StatusTooLarge",
+            message=(
+                f"output of {name} is {size} bytes; with the other steps' outputs ({others} "
+                f"bytes) that is over the workflow's {OUTPUTS_LIMIT_BYTES}-byte budget for "
+                f"outputs, which keeps status below the API server's object size limit. The "
+                f"largest: {named}. Return less (a reference to where the data is), or split "
+                "the workflow"
+            ),
         )
-        if others + size > OUTPUTS_LIMIT_BYTES:
-            return (
-                f"output is {size} bytes; with the other steps' outputs ({others} bytes) that is "
-                f"over the workflow's {OUTPUTS_LIMIT_BYTES}-byte budget for outputs, which keeps "
-                "status below the API server's object size limit: return less (a reference to "
-                "where the data is), or split the workflow"
-            )
-        return None
 
     def field(self, name: str) -> str:
         """Where a step is in the spec, for messages: ``spec.steps[2]``."""

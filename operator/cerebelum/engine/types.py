@@ -27,6 +27,8 @@ class WorkflowMeta:
     cancel_requested: bool = False
     #: Who created it, as the webhook stamped it (None: unknown).
     created_by: str | None = None
+    #: The operator's ttlAfterFinished, for a spec that sets none (None: kept).
+    default_ttl: datetime.timedelta | None = None
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -155,6 +157,8 @@ class Outcome:
     wake_at: datetime.datetime | None = None
     #: The transitions this reconciliation added to the history, oldest first.
     transitions: list[Transition] = field(default_factory=list)
+    #: The workflow finished longer ago than its ttlAfterFinished: delete it.
+    delete: bool = False
 
 
 class ActionCatalog(Protocol):

@@ -153,14 +153,17 @@ class CallbackEndpoint:
         self, claims: TokenClaims, hashed: str, outcome: CallbackOutcome, data: Any
     ) -> None:
         """Check that the attempt still waits for this callback, then record it durably."""
-        try:
-            body: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, claims.namespace, PLURAL, claims.workflow
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise _Refused(404, "") from None
-            raise
+        # A list by name: the verb the operator's watch needs anyway (no extra RBAC).
+        found = await self._custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            claims.namespace,
+            PLURAL,
+            field_selector=f"metadata.name={claims.workflow}",
+        )
+        if not found.get("items"):
+            raise _Refused(404, "")
+        body: dict[str, Any] = found["items"][0]
         meta = body.get("metadata") or {}
         if meta.get("uid") != claims.uid:
             raise _Refused(404, "")

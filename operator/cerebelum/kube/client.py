@@ -177,6 +177,37 @@ class KubeClient:
                 f"HTTP {exc.status}" if isinstance(exc, ApiException) else type(exc).__name__,
             )
 
+    async def delete_expired(self, body: dict[str, Any]) -> None:
+        """Delete a workflow whose ttlAfterFinished has passed, and what it owns: its
+        StepRuns and Jobs (owner references would remove them too, where a garbage
+        collector runs). Deleting with its uid as a precondition never removes a workflow
+        created again under the same name."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        selector = f"{LABEL_WORKFLOW}={label_value(name)}"
+        await self.delete_stepruns(namespace, name)
+        try:
+            with _counted("deletecollection", "jobs"):
+                await client.BatchV1Api(self.api).delete_collection_namespaced_job(
+                    namespace, label_selector=selector, propagation_policy="Background"
+                )
+        except ApiException as exc:
+            logger.warning(
+                "could not delete the jobs of %s/%s: HTTP %s", namespace, name, exc.status
+            )
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=meta["uid"]),
+            propagation_policy="Background",
+        )
+        try:
+            with _counted("delete", "workflows"):
+                await self._custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, body=options
+                )
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or another workflow under this name
+                raise
+
     async def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Best effort: an Event that cannot be posted is logged, never fatal."""
         meta = body["metadata"]

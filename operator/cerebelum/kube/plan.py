@@ -56,6 +56,8 @@ def prepare(
     body: dict[str, Any],
     now: datetime.datetime,
     results: tuple[ActionResult, ...] = (),
+    *,
+    default_ttl: datetime.timedelta | None = None,
 ) -> Prepared:
     meta = body["metadata"]
     status, repaired = load_status(spec, body.get("status") or {}, now)
@@ -75,6 +77,7 @@ def prepare(
             generation=int(meta.get("generation", 1)),
             cancel_requested=cancel_requested(annotations),
             created_by=annotations.get(CREATED_BY) or None,
+            default_ttl=default_ttl,
         ),
         inputs=(*results, *decisions, *callbacks),
         results=results,
@@ -116,6 +119,8 @@ class Plan:
     phase_changed: WorkflowPhase | None = None
     #: The workflow has finished and has StepRuns to delete.
     delete_stepruns: bool = False
+    #: Its ttlAfterFinished has passed: delete it, and what it owns.
+    delete: bool = False
 
 
 def plan(spec: WorkflowSpec, body: dict[str, Any], start: Prepared, settled: Settled) -> Plan:
@@ -139,6 +144,7 @@ def plan(spec: WorkflowSpec, body: dict[str, Any], start: Prepared, settled: Set
         remove_annotations=to_remove(start.annotations, settled.consumed, start.refused),
         event=one_event(with_answers([*start.notes, *settled.events], start.meta.name)),
         phase_changed=phase_changed,
+        delete=settled.delete,
         delete_stepruns=phase_changed is not None
         and phase_changed.finished
         and any(s.python for s in spec.steps),

@@ -210,7 +210,13 @@ class Runtime:
         except ValidationError as exc:
             await self._invalid_spec(key, body, exc)
             return
-        start = prepare(spec, body, _utcnow(), self.tasks.take_results(key))
+        start = prepare(
+            spec,
+            body,
+            _utcnow(),
+            self.tasks.take_results(key),
+            default_ttl=self.settings.ttl_after_finished,
+        )
         reconcile = self.settings.reconcile
         settled = await settle(
             spec,
@@ -257,6 +263,10 @@ class Runtime:
             if p.delete_stepruns:
                 await self.kube.delete_stepruns(*key)
             metrics.observe_finished_steps(self.specs.of(key, body), old, p.write)
+        if p.delete:
+            logger.info("workflow %s/%s: its ttlAfterFinished has passed; deleting it", *key)
+            await self.kube.delete_expired(self.bodies.get(key) or body)
+            return  # the watch's DELETED event forgets it
         for call in p.start:
             self.tasks.start(key, body, call)
         self.scheduler.schedule(key, p.wake_at)

@@ -7,12 +7,14 @@ a default such as the DigitalOcean endpoint is written once, in its action's mod
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cerebelum.actions import ActionSettings
+from cerebelum.api.durations import parse_duration
 
 ANNOTATION_PREFIX = "cerebelum.io/"
 APPROVE = ANNOTATION_PREFIX + "approve"
@@ -39,6 +41,11 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.lower() in ("1", "true", "yes")
+
+
+def _duration(env: Mapping[str, str], name: str) -> datetime.timedelta | None:
+    value = env.get(name)
+    return parse_duration(value) if value else None
 
 
 def _port(env: Mapping[str, str], name: str) -> int | None:
@@ -177,6 +184,9 @@ class OperatorSettings:
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     actions: ActionSettings = field(default_factory=ActionSettings.defaults)
+    #: Delete finished workflows this long after they finished, unless their spec says
+    #: otherwise (None: kept).
+    ttl_after_finished: datetime.timedelta | None = None
     #: Serve Prometheus metrics on this port; None: no metrics endpoint.
     metrics_port: int | None = None
     #: Reporting component name on Events.
@@ -193,4 +203,5 @@ class OperatorSettings:
             callbacks=CallbackSettings.from_env(env),
             actions=ActionSettings.from_env(env),
             metrics_port=_port(env, "CEREBELUM_METRICS_PORT"),
+            ttl_after_finished=_duration(env, "CEREBELUM_TTL_AFTER_FINISHED"),
         )
