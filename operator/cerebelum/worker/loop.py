@@ -210,8 +210,6 @@ class Worker:
         claimed = lease.claim(status, self.settings.identity, _now(), self.settings.lease)
         try:
             body = await self._write(body, claimed)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             if object_missing(exc, key[1]):
                 return  # deleted: the watch says so too
@@ -307,8 +305,6 @@ class Worker:
             status = lease.renew(_status(holder.body), _now(), self.settings.lease)
             try:
                 holder.body = await self._write(holder.body, status)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 if object_missing(exc, key[1]):
                     holder.lose("the steprun was deleted (attempt cancelled)")
@@ -319,8 +315,6 @@ class Worker:
                     continue
                 try:
                     fresh = await self._read(key)
-                except asyncio.CancelledError:
-                    raise
                 except Exception as read_exc:
                     if object_missing(read_exc, key[1]):
                         holder.lose("the steprun was deleted (attempt cancelled)")
@@ -350,8 +344,6 @@ class Worker:
                 final = lease.failed(current, outcome.error, now)
             try:
                 await self._write(holder.body, final)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 if object_missing(exc, key[1]):
                     logger.warning("%s/%s was deleted before its result was written", *key)
@@ -374,8 +366,6 @@ class Worker:
             delay = min(delay * 2, _MAX_RETRY_SECONDS)
             try:
                 fresh = await self._read(key)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 if object_missing(exc, key[1]):
                     logger.warning("%s/%s was deleted before its result was written", *key)
@@ -412,8 +402,6 @@ class Worker:
     async def _look(self, key: Key) -> None:
         try:
             body = await self._read(key)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             if not object_missing(exc, key[1]):
                 self._look_later(key)  # still away: again later
