@@ -49,6 +49,7 @@ from cerebelum.api.tokens import CallbackIssuer, TokenClaims, token_hash
 from cerebelum.engine.callback import payload_problem
 from cerebelum.engine.types import CallbackOutcome
 from cerebelum.kube import metrics
+from cerebelum.kube.failures import describe_failure
 from cerebelum.kube.settings import CALLBACK_RECEIVED_PREFIX, CallbackSettings
 
 logger = logging.getLogger("cerebelum.callbacks")
@@ -138,12 +139,12 @@ class CallbackEndpoint:
             metrics.CALLBACKS.labels(result).inc()
             body = _NOT_FOUND if refused.status == 404 else {"error": refused.message}
             return _reply(refused.status, body)
-        except ApiException as exc:
+        except Exception as exc:  # the API server refused or is away: the caller retries
             logger.warning(
-                "a callback for %s/%s could not be recorded: HTTP %s",
+                "a callback for %s/%s could not be recorded: %s",
                 claims.namespace,
                 claims.workflow,
-                exc.status,
+                describe_failure(exc),
             )
             return _reply(503, {"error": "the callback could not be recorded; try again"})
         metrics.CALLBACKS.labels("accepted").inc()
