@@ -109,12 +109,18 @@ def _waiting_for(step: dict[str, Any], now: datetime.datetime) -> str:
     return ""
 
 
+def _spec_steps(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The main steps, then the finally steps."""
+    spec = obj["spec"]
+    return [*spec["steps"], *(spec.get("finally") or [])]
+
+
 def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
     status = obj.get("status") or {}
     name = obj["metadata"]["name"]
     lines = [
         f"Workflow {obj['metadata']['namespace']}/{name}: {status.get('phase', 'Pending')} "
-        f"({status.get('progress') or '0/' + str(len(obj['spec']['steps']))})"
+        f"({status.get('progress') or '0/' + str(len(_spec_steps(obj)))})"
     ]
     if status.get("message"):
         lines.append(f"  {status['message']}")
@@ -122,11 +128,12 @@ def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
         left = (parse_time(status["nextWakeAt"]) - now).total_seconds()
         lines.append(f"  next wake-up: {status['nextWakeAt']} ({human(max(left, 0))} left)")
     rows = [["STEP", "PHASE", "ATTEMPTS", "DETAIL"]]
-    for spec_step in obj["spec"]["steps"]:
+    final = {f["name"] for f in obj["spec"].get("finally") or []}
+    for spec_step in _spec_steps(obj):
         step = (status.get("steps") or {}).get(spec_step["name"]) or {}
         rows.append(
             [
-                spec_step["name"],
+                spec_step["name"] + (" (finally)" if spec_step["name"] in final else ""),
                 step.get("phase", "Pending"),
                 str(step.get("attempts", 0)),
                 _waiting_for(step, now),
@@ -153,7 +160,7 @@ def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
 
 def progress_line(obj: dict[str, Any], width: int = 24) -> str:
     status = obj.get("status") or {}
-    total = len(obj["spec"]["steps"])
+    total = len(_spec_steps(obj))
     done = int((status.get("progress") or f"0/{total}").split("/")[0])
     filled = round(width * done / total) if total else width
     bar = "=" * filled + (">" if filled < width else "") + " " * max(width - filled - 1, 0)

@@ -231,7 +231,7 @@ def _droplet_example(sshd: SshServer) -> dict[str, Any]:
     127.0.0.1 as its public IP) and with waits short enough for a test."""
     manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     manifest["spec"]["inputs"].update(sshPort=sshd.port, sshUser=sshd.user)
-    for step in manifest["spec"]["steps"]:
+    for step in [*manifest["spec"]["steps"], *manifest["spec"]["finally"]]:
         if "poll" in step:
             step["poll"]["interval"] = "500ms"
         if "retry" in step:
@@ -298,7 +298,8 @@ def test_the_droplet_example_deletes_the_droplet_when_ssh_never_lets_it_in(
     assert done["status"]["phase"] == "Failed"
     assert steps["verify_ssh"]["attempts"] == 10, "10 tries, as the reference document does"
     assert steps["verify_ssh"]["error"]["errorClass"] == "AuthFailed"
-    assert steps["configure_server"]["phase"] == "Skipped"
-    assert steps["delete_droplet"]["phase"] == "Succeeded"
-    assert "the droplet was deleted" in done["status"]["message"]
+    assert steps["configure_server"]["phase"] == "Cancelled"
+    assert steps["delete_droplet"]["phase"] == "Succeeded", "the finally step deleted it"
+    assert done["status"]["main"]["reason"] == "StepFailed"
+    assert "step verify_ssh failed: AuthFailed" in done["status"]["message"]
     assert fake_do.droplet_count == 0 and sshd.logins() == 0

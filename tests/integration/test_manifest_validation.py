@@ -83,6 +83,14 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["spec.steps[0].approval.timeoutGoto", "needs timeoutGoto"],
     ),
     "no steps": (workflow("w", []), ["spec.steps", "at least 1 item"]),
+    "a finally step depending on a main step": (
+        workflow("w", [OK_STEP], **{"finally": [{"name": "f", "noop": {}, "dependsOn": ["ok"]}]}),
+        ["spec.finally", "dependsOn must name steps of spec.finally"],
+    ),
+    "a finally step named as a main step": (
+        workflow("w", [OK_STEP], **{"finally": [{"name": "ok", "noop": {}}]}),
+        ["spec.finally", "finally step names must differ"],
+    ),
     "a misspelt field": (
         workflow("w", [{"name": "a", "noop": {}, "retyr": {"limit": 1}}]),
         ["unknown field", "spec.steps[0].retyr"],

@@ -142,7 +142,7 @@ def test_no_step_starts_before_its_dependencies(
     spec: dict[str, Any], ops: list[tuple[Any, ...]], defer: bool
 ) -> None:
     d = Driver(spec, defer=defer)
-    graph = Graph(d.spec)
+    graph = Graph(d.spec.steps)
 
     def check() -> None:
         assert d.status is not None

@@ -410,3 +410,46 @@ def test_other_definition_mistakes() -> None:
         def branching(wf: Any) -> None:
             wf.timeline(check >> finish)
             wf.branch(check, lambda r: True, when_false=finish)
+
+
+@step
+async def boom(context: Context, fetch: dict[str, Any]) -> dict[str, Any]:
+    raise ConnectionError("host down")
+
+
+@step
+async def tidy(context: Context, fetch: dict[str, Any]) -> dict[str, Any]:
+    return {"cleaned": fetch["url"]}
+
+
+def test_finally_steps_render_to_spec_finally_and_run_after_a_failure() -> None:
+    @workflow(inputs={"url": "https://example.com"})
+    def with_cleanup(wf: Any) -> None:
+        wf.timeline(fetch >> boom)
+        wf.finally_steps(tidy)
+
+    manifest = with_cleanup.render()
+    assert [s["name"] for s in manifest["spec"]["steps"]] == ["fetch", "boom"]
+    assert manifest["spec"]["finally"] == [
+        {
+            "name": "tidy",
+            "python": {
+                "function": f"{MODULE}:tidy",
+                "queue": "default",
+                "arguments": {"fetch": "${{ steps.fetch.output }}"},
+            },
+        }
+    ]
+    result = with_cleanup.execute_sync(raise_on_failure=False)
+    assert result.status == "failed"
+    assert result.outputs["tidy"] == {"cleaned": "https://example.com"}
+    assert result.steps_run[-1] == "tidy"
+
+
+def test_a_finally_step_already_in_the_timeline_is_refused() -> None:
+    with pytest.raises(DefinitionError, match="finally step fetch is already a step"):
+
+        @workflow
+        def twice(wf: Any) -> None:
+            wf.timeline(fetch >> boom)
+            wf.finally_steps(fetch)

@@ -828,6 +828,8 @@ class Step(
 
 
 _NAMES = "self.steps.map(t, t.name)"
+#: How long finally steps may take when the spec does not say.
+DEFAULT_FINALLY_DEADLINE = "10m"
 
 
 class NotifyEvent(StrEnum):
@@ -862,29 +864,48 @@ class NotifyTarget(ApiModel):
     )
 
 
+def _reference_rules(part: str) -> list[tuple[str, str, str]]:
+    """The CEL rules that keep the references of one list of steps (``steps`` or
+    ``finally``) inside that list: a finally step cannot depend on or jump to a main step,
+    nor a main step to a finally step."""
+    names = f"self.{part}.map(t, t.name)"
+    where = f"spec.{part}"
+    each = f"!has(self.{part}) || self.{part}.all" if part == "finally" else f"self.{part}.all"
+    return [
+        (
+            f"{each}(s, !has(s.dependsOn) || s.dependsOn.all(d, d in {names}))",
+            f"dependsOn must name steps of {where}",
+            f".{part}",
+        ),
+        (
+            f"{each}(s, !has(s.next) || s.next.all(n, !has(n.goto) || n.goto in {names}))",
+            f"next[].goto must name a step of {where}",
+            f".{part}",
+        ),
+        (
+            f"{each}(s, !has(s.approval) || ((!has(s.approval.timeoutGoto) || "
+            f"s.approval.timeoutGoto in {names}) && (!has(s.approval.rejectGoto) || "
+            f"s.approval.rejectGoto in {names})))",
+            f"approval timeoutGoto/rejectGoto must name a step of {where}",
+            f".{part}",
+        ),
+        (
+            f"{each}(s, !has(s.poll) || !has(s.poll.timeoutGoto) || s.poll.timeoutGoto in {names})",
+            f"poll.timeoutGoto must name a step of {where}",
+            f".{part}",
+        ),
+    ]
+
+
 class WorkflowSpec(
     ApiModel,
     json_schema_extra=rules(
+        *_reference_rules("steps"),
+        *_reference_rules("finally"),
         (
-            f"self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, d in {_NAMES}))",
-            "dependsOn must name steps of this workflow",
-            ".steps",
-        ),
-        (
-            f"self.steps.all(s, !has(s.next) || s.next.all(n, !has(n.goto) || n.goto in {_NAMES}))",
-            "next[].goto must name a step of this workflow",
-            ".steps",
-        ),
-        (
-            "self.steps.all(s, !has(s.approval) || ((!has(s.approval.timeoutGoto) || s.approval.timeoutGoto in "
-            f"{_NAMES}) && (!has(s.approval.rejectGoto) || s.approval.rejectGoto in {_NAMES})))",
-            "approval timeoutGoto/rejectGoto must name a step of this workflow",
-            ".steps",
-        ),
-        (
-            f"self.steps.all(s, !has(s.poll) || !has(s.poll.timeoutGoto) || s.poll.timeoutGoto in {_NAMES})",
-            "poll.timeoutGoto must name a step of this workflow",
-            ".steps",
+            f"!has(self.finally) || self.finally.all(f, !(f.name in {_NAMES}))",
+            "finally step names must differ from the names of spec.steps",
+            ".finally",
         ),
     ),
 ):
@@ -932,5 +953,33 @@ class WorkflowSpec(
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
+    finally_: list[Step] | None = Field(
+        default=None,
+        alias="finally",
+        max_length=20,
+        description=(
+            "Steps that run once after the main steps end for any reason (success, failure, "
+            "cancel, activeDeadline). They read workflow.phase and workflow.failures."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    finally_deadline: Duration | None = Field(
+        default=None,
+        description=(
+            f"How long the finally steps may take, from when they start (default "
+            f"{DEFAULT_FINALLY_DEADLINE}); then they are cancelled and the workflow fails."
+        ),
+    )
+
+    def all_steps(self) -> list[Step]:
+        """The main steps, then the finally steps."""
+        return [*self.steps, *(self.finally_ or [])]
+
+    def find(self, name: str) -> Step | None:
+        return next((s for s in self.all_steps() if s.name == name), None)
+
     def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
+        step = self.find(name)
+        if step is None:
+            raise KeyError(name)
+        return step

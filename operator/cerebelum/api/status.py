@@ -400,6 +400,27 @@ class Notice(ApiModel):
     last_error: str | None = Field(default=None, description="Why the latest send failed.")
 
 
+class MainResult(ApiModel):
+    """How the main steps ended, kept while the finally steps run: the workflow ends with
+    it if they all succeed, and cites it if one fails."""
+
+    phase: WorkflowPhase = Field(description="Succeeded, Failed or Cancelled.")
+    reason: str = Field(description="Why, in one word (StepFailed, Cancelled, DeadlineExceeded).")
+    message: str = Field(description="Why, in a sentence.")
+    finally_started_at: Time = Field(description="When the finally steps started.")
+    finally_deadline: Time = Field(description="When they are cancelled if still running.")
+
+    def after_finally(
+        self, phase: WorkflowPhase, reason: str, message: str
+    ) -> tuple[WorkflowPhase, str, str]:
+        """The workflow's final (phase, reason, message), given how the finally steps ended:
+        the main steps' result if they succeeded; Failed with both reasons if not."""
+        if phase == WorkflowPhase.SUCCEEDED:
+            return self.phase, self.reason, self.message
+        before = f"the main steps had ended {self.phase} ({self.reason}: {self.message})"
+        return WorkflowPhase.FAILED, reason, f"finally: {message}; {before}"
+
+
 class WorkflowStatus(ApiModel):
     """The observed state of the workflow: this is its polling API."""
 
@@ -432,6 +453,10 @@ class WorkflowStatus(ApiModel):
     )
     notifications: list[Notice] | None = Field(
         default=None, description="Notices to spec.notify targets (the latest 50)."
+    )
+    main: MainResult | None = Field(
+        default=None,
+        description="Set once the main steps have ended and the finally steps run.",
     )
     pins: dict[str, str] | None = Field(
         default=None,

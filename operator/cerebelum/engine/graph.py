@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.spec import Step
 
 
 class InvalidSpec(ValueError):
@@ -12,23 +12,32 @@ class InvalidSpec(ValueError):
 
 
 class Graph:
-    def __init__(self, spec: WorkflowSpec) -> None:
-        self.order = [step.name for step in spec.steps]
+    """The graph of one list of steps: ``spec.steps`` or ``spec.finally`` (``part``), which
+    run one after the other and never refer to each other's steps."""
+
+    def __init__(self, steps: Sequence[Step], part: str = "steps") -> None:
+        self.part = part
+        self.order = [step.name for step in steps]
         if len(set(self.order)) != len(self.order):
-            raise InvalidSpec("step names must be unique")
+            raise InvalidSpec(f"step names must be unique (spec.{part})")
+        by_name = {step.name: step for step in steps}
         self.deps: dict[str, list[str]] = {}
         previous: str | None = None
-        for step in spec.steps:
+        for step in steps:
             self.deps[step.name] = step.dependencies(previous)
             previous = step.name
         known = set(self.order)
         for name, deps in self.deps.items():
             for dep in deps:
                 if dep not in known:
-                    raise InvalidSpec(f"step {name!r} depends on unknown step {dep!r}")
-            for target in spec.step(name).goto_targets():
+                    raise InvalidSpec(
+                        f"step {name!r} depends on {dep!r}, which is not a step of spec.{part}"
+                    )
+            for target in by_name[name].goto_targets():
                 if target not in known:
-                    raise InvalidSpec(f"step {name!r} routes to unknown step {target!r}")
+                    raise InvalidSpec(
+                        f"step {name!r} routes to {target!r}, which is not a step of spec.{part}"
+                    )
         self.dependents: dict[str, list[str]] = {name: [] for name in self.order}
         for name, deps in self.deps.items():
             for dep in deps:
@@ -61,6 +70,10 @@ class Graph:
                     seen.add(nxt)
                     stack.append(nxt)
         return seen
+
+    def field(self, name: str) -> str:
+        """Where a step is in the spec, for messages: ``spec.steps[2]``."""
+        return f"spec.{self.part}[{self.order.index(name)}]"
 
     def descendants(self, name: str) -> set[str]:
         return self._closure([name], self.dependents)

@@ -18,7 +18,7 @@ import datetime
 from collections.abc import Sequence
 
 from cerebelum.api.durations import format_time, parse_duration, to_millis
-from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.spec import DEFAULT_FINALLY_DEADLINE, WorkflowSpec
 from cerebelum.api.status import (
     STEP_PHASES,
     Condition,
@@ -33,7 +33,7 @@ from cerebelum.engine import notify
 from cerebelum.engine.graph import Graph, InvalidSpec
 from cerebelum.engine.kinds import KINDS
 from cerebelum.engine.launch import resume_lost_attempts
-from cerebelum.engine.run import Run, WorkflowEnded
+from cerebelum.engine.run import MainEnded, Run, WorkflowEnded
 from cerebelum.engine.types import (
     ActionCatalog,
     ActionResult,
@@ -97,7 +97,15 @@ def _engine_fault(
     run = Run(spec, status, meta, now, kinds=KINDS, actions=catalog)
     try:
         with contextlib.suppress(WorkflowEnded):
-            run.end(WorkflowPhase.FAILED, "EngineError", message)
+            try:
+                run.end(WorkflowPhase.FAILED, "EngineError", message)
+            except MainEnded:
+                # Cleanup matters most when something went wrong: the finally steps get
+                # their chance (a fault in them ends the workflow outright).
+                run.graph = _graphs(spec)[1]
+                for step in spec.finally_ or []:
+                    run.status.steps.setdefault(step.name, StepStatus())
+                _run_part(run, [])
         return _finish(run)
     except Exception:
         stamp = to_millis(now)
@@ -121,28 +129,64 @@ def _advance(run: Run, inputs: Sequence[Input]) -> None:
         st.started_at = run.now
         run.workflow_phase(WorkflowPhase.RUNNING, "Started", "workflow started")
     try:
-        run.graph = Graph(run.spec)
+        main, final = _graphs(run.spec)
     except InvalidSpec as exc:
-        run.end(WorkflowPhase.FAILED, "InvalidSpec", str(exc))
-    names = [s.name for s in run.spec.steps]  # steps added appear Pending; removed ones go
+        run.end(WorkflowPhase.FAILED, "InvalidSpec", str(exc), run_finally=False)
+    names = [s.name for s in run.spec.all_steps()]  # steps added appear Pending; removed go
     st.steps = {n: st.steps.get(n) or StepStatus() for n in names}
+    if st.main is None:
+        run.graph = main
+        try:
+            _run_part(run, inputs)
+            return
+        except MainEnded:
+            inputs = []  # the finally steps have not run: nothing can have come for them
+    run.graph = final
+    _run_part(run, inputs)
 
-    if run.spec.cancel or run.meta.cancel_requested:
-        run.end(WorkflowPhase.CANCELLED, "Cancelled", "cancelled by request")
-    deadline = _workflow_deadline(run)
-    if deadline is not None and run.now >= deadline:
+
+def _graphs(spec: WorkflowSpec) -> tuple[Graph, Graph]:
+    """The graphs of the main and the finally steps; checked before anything runs, so a
+    finally part that cannot run fails the workflow at its start, not at its end."""
+    main = Graph(spec.steps)
+    final = Graph(spec.finally_ or [], "finally")
+    both = sorted(set(main.order) & set(final.order))
+    if both:
+        raise InvalidSpec(f"finally steps {both} have the names of spec.steps")
+    return main, final
+
+
+def _run_part(run: Run, inputs: Sequence[Input]) -> None:
+    """Advance the part that runs now (the main steps, or the finally steps), and end it
+    once all its steps have finished."""
+    main = run.status.main
+    if main is None:
+        if run.spec.cancel or run.meta.cancel_requested:
+            run.end(WorkflowPhase.CANCELLED, "Cancelled", "cancelled by request")
+        deadline = _workflow_deadline(run)
+        if deadline is not None and run.now >= deadline:
+            run.end(
+                WorkflowPhase.FAILED,
+                "DeadlineExceeded",
+                f"activeDeadline {run.spec.active_deadline} passed at {format_time(deadline)}",
+            )
+    elif run.now >= main.finally_deadline:
+        bound = run.spec.finally_deadline or DEFAULT_FINALLY_DEADLINE
         run.end(
             WorkflowPhase.FAILED,
-            "DeadlineExceeded",
-            f"activeDeadline {run.spec.active_deadline} passed at {format_time(deadline)}",
+            "FinallyDeadlineExceeded",
+            f"finallyDeadline {bound} passed at {format_time(main.finally_deadline)}",
         )
     for item in inputs:
         run.kinds.inputs[type(item)](run, item)
-    if run.spec.suspend:
-        return
-    resume_lost_attempts(run)
-    _fire_deadlines(run)
-    _start_ready_steps(run)
+    if not run.spec.suspend:
+        resume_lost_attempts(run)
+        _fire_deadlines(run)
+        _start_ready_steps(run)
+    if all(run.s(n).phase.finished for n in run.part()):
+        # An unrouted failure has ended the part already, so what is left finished is a
+        # success (failures routed by goto were handled).
+        run.end(WorkflowPhase.SUCCEEDED, "Succeeded", "all steps finished")
 
 
 def _workflow_deadline(run: Run) -> datetime.datetime | None:
@@ -169,7 +213,8 @@ def _next_deadline(run: Run) -> datetime.datetime | None:
         wait = run.kinds.waits.get(s.phase)
         if wait is not None and (due := wait.deadline(run.spec_step(name), s)) is not None:
             times.append(due)
-    deadline = _workflow_deadline(run)
+    main = run.status.main
+    deadline = _workflow_deadline(run) if main is None else main.finally_deadline
     if deadline is not None:
         times.append(deadline)
     return min(times) if times else None
@@ -205,7 +250,7 @@ def _finish(run: Run) -> Outcome:
     st.current_steps = active or None
     st.current_step = active[0] if active else None
     done = sum(1 for s in st.steps.values() if s.phase.done)
-    st.progress = f"{done}/{len(run.spec.steps)}"
+    st.progress = f"{done}/{len(st.steps)}"
     notify.open_notices(run)
     notify.issue(run)
     expiry = _expiry(run)
@@ -233,15 +278,10 @@ def _expiry(run: Run) -> datetime.datetime | None:
 
 
 def _derive_phase(run: Run) -> None:
-    """The workflow's phase from its steps' phases, as the phase table ranks them."""
+    """The phase of a workflow that has not finished, from its steps' phases, as the phase
+    table ranks them."""
     st = run.status
     phases = {s.phase for s in st.steps.values()}
-    if phases and all(p.finished for p in phases):
-        # An unrouted failure has ended the workflow already, so what is left
-        # finished is a success (failures routed by goto were handled).
-        with contextlib.suppress(WorkflowEnded):
-            run.end(WorkflowPhase.SUCCEEDED, "Succeeded", "all steps finished")
-        return
     phase, steps = WorkflowPhase.RUNNING, []
     if run.spec.suspend:
         phase = WorkflowPhase.SUSPENDED
@@ -252,6 +292,8 @@ def _derive_phase(run: Run) -> None:
             phase = STEP_PHASES[top].workflow or WorkflowPhase.RUNNING
             steps = [n for n, s in st.steps.items() if s.phase == top]
     message = phase.info.message.format(steps=", ".join(steps))
+    if st.main is not None and phase == WorkflowPhase.RUNNING:
+        message = f"the finally steps run (the main steps ended {st.main.phase}: {st.main.reason})"
     if st.phase != phase:
         run.workflow_phase(phase, phase.value, message)
     else:

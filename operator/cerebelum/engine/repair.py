@@ -148,7 +148,7 @@ def _repair_times(wire: dict[str, Any], stamp: str) -> list[str]:
 
 
 def _step(spec: WorkflowSpec, name: str) -> Step | None:
-    return next((s for s in spec.steps if s.name == name), None)
+    return spec.find(name)
 
 
 def _repair_step_phases(

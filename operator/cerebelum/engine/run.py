@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cerebelum.api.durations import format_time, to_millis
-from cerebelum.api.spec import Step, WorkflowSpec
+from cerebelum.api.durations import format_time, parse_duration, to_millis
+from cerebelum.api.spec import DEFAULT_FINALLY_DEADLINE, Step, WorkflowSpec
 from cerebelum.api.status import (
+    MainResult,
     StepError,
     StepPhase,
     StepStatus,
@@ -49,6 +50,11 @@ def restart_visit(s: StepStatus) -> None:
 
 class WorkflowEnded(Exception):
     """Raised inside a reconciliation once the workflow has reached a final phase."""
+
+
+class MainEnded(WorkflowEnded):
+    """Raised inside a reconciliation once the main steps have ended and the finally steps
+    are to run: the workflow has not reached its final phase yet."""
 
 
 class Run:
@@ -129,7 +135,29 @@ class Run:
 
     def field(self, name: str) -> str:
         """Where a step is in the spec, for messages: ``spec.steps[2]``."""
-        return f"spec.steps[{self.graph.order.index(name) if self.graph else '?'}]"
+        if self.graph is not None and name in self.graph.order:
+            return self.graph.field(name)
+        return "spec.steps[?]"
+
+    def part(self) -> list[str]:
+        """The steps of the part that runs now: the main steps, or once they have ended
+        (``status.main`` is set), the finally steps."""
+        steps = self.spec.steps if self.status.main is None else self.spec.finally_ or []
+        return [s.name for s in steps if s.name in self.status.steps]
+
+    def failures(self) -> list[dict[str, Any]]:
+        """What failed so far, for ``workflow.failures``: each failed step with its error
+        class and message, and the workflow's own reason when the main steps failed for one
+        that is not a step's (DeadlineExceeded, VisitLimitExceeded...)."""
+        found: list[dict[str, Any]] = [
+            {"step": n, "reason": s.error.error_class, "message": s.error.message}
+            for n, s in self.status.steps.items()
+            if s.phase == StepPhase.FAILED and s.error is not None
+        ]
+        main = self.status.main
+        if main is not None and main.phase == WorkflowPhase.FAILED and main.reason != "StepFailed":
+            found.append({"step": None, "reason": main.reason, "message": main.message})
+        return found
 
     def activation(self, name: str | None = None, **extra: Any) -> dict[str, Any]:
         """What expressions see: inputs, every step, the workflow (and the step at hand)."""
@@ -149,6 +177,10 @@ class Run:
                 "name": self.meta.name,
                 "namespace": self.meta.namespace,
                 "uid": self.meta.uid,
+                # In the finally steps: how the main steps ended (Succeeded, Failed,
+                # Cancelled); before, the workflow's phase (Running...).
+                "phase": str(self.status.main.phase if self.status.main else self.status.phase),
+                "failures": self.failures(),
             },
         }
         if name is not None:
@@ -190,16 +222,26 @@ class Run:
     def event(self, type_: str, reason: str, message: str, *, step: str | None = None) -> None:
         self.out.events.append(EventRecord(type_, reason, message, step))
 
-    def end(self, phase: WorkflowPhase, reason: str, message: str) -> None:
-        """Finish the workflow; every unfinished step is cancelled. Ends the reconciliation."""
+    def end(
+        self, phase: WorkflowPhase, reason: str, message: str, *, run_finally: bool = True
+    ) -> None:
+        """The part that runs now is over: its unfinished steps are cancelled. After the
+        main steps, the finally steps start (unless ``run_finally`` is False: the spec itself
+        cannot run) and ``MainEnded`` is raised; after them, or with none, the workflow
+        finishes and ``WorkflowEnded`` is raised. Ends the reconciliation either way."""
         st = self.status
-        for name, s in st.steps.items():
+        for name in self.part():
+            s = st.steps[name]
             if s.phase == StepPhase.RUNNING:
                 self.out.cancel.append(name)
             if not s.phase.finished:
                 s.finished_at = self.now if s.phase != StepPhase.PENDING else None
                 s.next_attempt_at = None
                 self.step_phase(name, StepPhase.CANCELLED, reason, f"workflow {phase}: {message}")
+        if st.main is None and self.spec.finally_ and run_finally:
+            self._begin_finally(phase, reason, message)
+        if st.main is not None:
+            phase, reason, message = st.main.after_finally(phase, reason, message)
         st.finished_at = self.now
         st.next_wake_at = None
         self.workflow_phase(phase, reason, message)
@@ -207,6 +249,26 @@ class Run:
             "Normal" if phase == WorkflowPhase.SUCCEEDED else "Warning", f"Workflow{phase}", message
         )
         raise WorkflowEnded
+
+    def _begin_finally(self, phase: WorkflowPhase, reason: str, message: str) -> None:
+        bound = parse_duration(self.spec.finally_deadline or DEFAULT_FINALLY_DEADLINE)
+        self.status.main = MainResult(
+            phase=phase,
+            reason=reason,
+            message=message,
+            finally_started_at=self.now,
+            finally_deadline=self.later(bound),
+        )
+        why = f"the main steps ended {phase} ({reason}: {message}); the finally steps run"
+        self.history(
+            Transition(time=self.now, phase=WorkflowPhase.RUNNING, reason="Finally", message=why)
+        )
+        self.status.phase = WorkflowPhase.RUNNING
+        self.status.message = why
+        self.event(
+            "Normal" if phase == WorkflowPhase.SUCCEEDED else "Warning", "FinallyStarted", why
+        )
+        raise MainEnded
 
     def stamp(self) -> str:
         """``now`` as written in messages."""

@@ -182,7 +182,8 @@ def goto(run: Run, source: str, target: str, reason: str) -> None:
 def end_here(run: Run, source: str, index: int) -> None:
     """A ``next[].end`` rule: the workflow is done; what has not run never will."""
     why = f"workflow ended by {source}.next[{index}] (end)"
-    for name, s in run.status.steps.items():
+    for name in run.part():
+        s = run.s(name)
         if s.phase.finished:
             continue
         running = s.phase == StepPhase.RUNNING

@@ -84,7 +84,7 @@ def observe_finished_steps(spec: WorkflowSpec, old: dict[str, Any], new: dict[st
     if not isinstance(before, dict):
         before = {}
     after = new.get("steps") or {}
-    for step in spec.steps:
+    for step in spec.all_steps():
         s = after.get(step.name) or {}
         info = step_phase_info(s.get("phase"))
         if info is None or not info.final or not (s.get("startedAt") and s.get("finishedAt")):

@@ -147,5 +147,5 @@ def plan(spec: WorkflowSpec, body: dict[str, Any], start: Prepared, settled: Set
         delete=settled.delete,
         delete_stepruns=phase_changed is not None
         and phase_changed.finished
-        and any(s.python for s in spec.steps),
+        and any(s.python for s in spec.all_steps()),
     )

@@ -155,7 +155,9 @@ class LocalRun:
         self.wf = wf
         self.spec = WorkflowSpec.model_validate(manifest_spec)
         self.inputs = dict(manifest_spec.get("inputs") or {})
-        self.by_function = {reference(s): s for s in wf.steps if s.fn is not None}
+        self.by_function = {
+            reference(s): s for s in [*wf.steps, *wf.finally_steps] if s.fn is not None
+        }
         self.approvals = approvals
         self.callbacks = dict(callbacks or {})
         self.clock = VirtualClock(start or EPOCH)

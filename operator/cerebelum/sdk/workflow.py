@@ -125,6 +125,8 @@ class WorkflowBuilder:
     def __init__(self, name: str) -> None:
         self._name = name
         self.line: Timeline | None = None
+        #: Steps that run once after the timeline ends, however it ends (spec.finally).
+        self.final: Timeline | None = None
         self.rules: dict[str, list[dict[str, Any]]] = {}
         self.retries: dict[str, Retry] = {}
         #: Steps reached only through wf.diverge, off the timeline: chains, in order.
@@ -178,6 +180,44 @@ class WorkflowBuilder:
             seen[s.name] = s
         self.line = line
         self._check_parameters()
+        return self
+
+    def finally_steps(self, line: Timeline | StepDef | list[StepDef]) -> WorkflowBuilder:
+        """Cleanup that runs once after the timeline ends for any reason (success, failure,
+        cancel, the deadline), as ``spec.finally``. Same forms as ``timeline``; a step may
+        take the output of any timeline step (None if that step did not succeed) or of an
+        earlier finally step."""
+        if isinstance(line, StepDef):
+            line = Timeline([[line]])
+        elif isinstance(line, (list, tuple)):
+            line = Timeline([as_group(s) for s in line])
+        if not isinstance(line, Timeline) or not line.groups:
+            raise DefinitionError(
+                f"workflow {self._name}: wf.finally_steps takes steps joined with >>, not {line!r}"
+            )
+        if self.final is not None:
+            line = Timeline(self.final.groups + line.groups)
+        main = {s.name for s in self.line.steps} if self.line is not None else set()
+        seen: set[str] = set()
+        for index, group in enumerate(line.groups):
+            for s in group:
+                if s.name in main or s.name in seen:
+                    raise DefinitionError(
+                        f"workflow {self._name}: finally step {s.name} is already a step of "
+                        "the workflow; a step runs in the timeline or in finally, not both"
+                    )
+                for param in s.parameters:
+                    earlier = {t.name for g in line.groups[:index] for t in g}
+                    if param != "inputs" and param not in main | earlier:
+                        raise DependencyError(
+                            self._name,
+                            s.name,
+                            param,
+                            f"workflow {self._name}: finally step {s.name} has a parameter "
+                            f"{param!r} that names no timeline step and no earlier finally step",
+                        )
+            seen |= {s.name for s in group}
+        self.final = line
         return self
 
     def _order(self) -> dict[str, int]:
@@ -418,6 +458,11 @@ class WorkflowDef:
         """Every step: the timeline's, then handlers reached only through wf.diverge."""
         return self._complete().steps + [s for h in self.builder.handlers for s in h]
 
+    @property
+    def finally_steps(self) -> list[StepDef]:
+        """The steps of ``wf.finally_steps``: they run after all the others."""
+        return self.builder.final.steps if self.builder.final is not None else []
+
     def validate(self) -> ValidationReport:
         """Cerebelum's check: mistakes raise at definition here (a missing timeline now),
         so a defined workflow is valid; the report says so, and warns about steps a worker
@@ -553,6 +598,17 @@ class WorkflowDef:
         if self.max_step_visits is not None:
             spec["maxStepVisits"] = self.max_step_visits
         spec["steps"] = [self._render_step(s, deps, importable) for s in self.steps]
+        final = self.builder.final
+        if final is not None:
+            chain = all(len(group) == 1 for group in final.groups)
+            final_deps: dict[str, list[str]] | None = None if chain else {}
+            previous: list[str] = []
+            for group in final.groups:
+                for s in group:
+                    if final_deps is not None:
+                        final_deps[s.name] = list(previous)
+                previous = [s.name for s in group]
+            spec["finally"] = [self._render_step(s, final_deps, importable) for s in final.steps]
         try:
             WorkflowSpec.model_validate(spec)
         except ValidationError as exc:
