@@ -79,6 +79,9 @@ class LocalWorkflow(Protocol):
     @property
     def steps(self) -> list[StepDef]: ...
 
+    @property
+    def finally_steps(self) -> list[StepDef]: ...
+
     def _spec(
         self, inputs: dict[str, Any] | None = None, *, importable: bool
     ) -> dict[str, Any]: ...
