@@ -3,6 +3,8 @@
     cerebelum render MODULE:WORKFLOW [--inputs JSON] [--input K=V]   print the Workflow manifest
     cerebelum apply MODULE:WORKFLOW [...] [--watch]   render and create it
     cerebelum worker [--queue Q] MODULE...    run the Python steps of a queue
+    cerebelum submit --from template/NAME [-p K=V]... [--inputs FILE] [--watch]
+    cerebelum templates                       WorkflowTemplates with their inputs
     cerebelum list [-A]                       workflows with phase, current step and progress
     cerebelum status NAME                     every step, with deadlines and time remaining
     cerebelum watch NAME                      live progress until the end; exit 0 only on success
@@ -43,9 +45,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from cerebelum import __version__, console
+from cerebelum.api import API_VERSION, KIND
 from cerebelum.kube.command import operator_argv
 from cerebelum.sdk.client import UserError, Workflows
 
@@ -106,7 +110,7 @@ async def _run(args: argparse.Namespace) -> int:
             print(console.history_table(await workflows.get(args.name)))
         elif command in ("approve", "reject"):
             obj = await workflows.get(args.name)
-            steps = {s["name"] for s in obj["spec"]["steps"]}
+            steps = {s["name"] for s in console.spec_steps(obj)}
             if args.step not in steps:
                 raise UserError(
                     f"workflow {args.name} has no step {args.step!r} (steps: {', '.join(sorted(steps))})"
@@ -124,7 +128,7 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"workflow {namespace}/{args.name}: {command} of step {args.step} submitted")
         elif command == "signal":
             obj = await workflows.get(args.name)
-            waits = {s["name"] for s in obj["spec"]["steps"] if s.get("callback") is not None}
+            waits = {s["name"] for s in console.spec_steps(obj) if s.get("callback") is not None}
             if args.step not in waits:
                 raise UserError(
                     f"workflow {args.name} has no step {args.step!r} with a callback wait "
@@ -148,6 +152,14 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"workflow {namespace}/{args.name}: cancel requested")
         elif command == "watch":
             return await _watch(workflows, args.name, args.timeout)
+        elif command == "templates":
+            items = await workflows.templates()
+            if not items:
+                print(f"No workflow templates found in {namespace}.")
+                return 0
+            print(console.template_table(items, _now()))
+        elif command == "submit":
+            return await _submit(args, workflows)
         elif command == "apply":
             manifest = _render(args, namespace)
             if args.generate_name:
@@ -158,6 +170,61 @@ async def _run(args: argparse.Namespace) -> int:
             if args.watch:
                 return await _watch(workflows, created["metadata"]["name"], args.timeout)
     return 0
+
+
+async def _submit(args: argparse.Namespace, workflows: Workflows) -> int:
+    """Create a Workflow from a template; the inputs are checked here first, with the same
+    rules (and messages) as the webhook and the operator."""
+    from cerebelum.api.workflowtemplate import InvalidInputs, resolve
+
+    kind, _, name = args.source.partition("/")
+    if kind not in ("template", "workflowtemplate", "wftmpl") or not name:
+        raise UserError(f"--from {args.source!r}: expected template/NAME")
+    template = await workflows.template(name)
+    inputs = _submit_inputs(args)
+    spec: dict[str, Any] = {"templateRef": {"name": name}}
+    if inputs:
+        spec["inputs"] = inputs
+    try:
+        resolve(template, spec)
+    except InvalidInputs as exc:
+        raise UserError(f"inputs of WorkflowTemplate {name}: {exc}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    meta: dict[str, Any] = {"name": args.name} if args.name else {"generateName": f"{name[:57]}-"}
+    manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+    created = await workflows.create(manifest)
+    print(
+        f"workflow {workflows.namespace}/{created['metadata']['name']} created from template {name}"
+    )
+    if args.watch:
+        return await _watch(workflows, created["metadata"]["name"], args.timeout)
+    return 0
+
+
+def _submit_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """--inputs (a YAML/JSON file, or JSON text), then each -p KEY=VALUE over it."""
+    import yaml
+
+    inputs: dict[str, Any] = {}
+    if args.inputs:
+        path = Path(args.inputs)
+        try:
+            given = yaml.safe_load(path.read_text() if path.is_file() else args.inputs)
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"--inputs {args.inputs}: {exc}") from None
+        if not isinstance(given, dict):
+            raise UserError(f"--inputs {args.inputs}: expected a mapping of input names to values")
+        inputs.update(given)
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"-p {item!r}: expected KEY=VALUE")
+        try:
+            inputs[key] = json.loads(value)
+        except ValueError:
+            inputs[key] = value
+    return inputs
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -312,6 +379,21 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--data", help="JSON payload (the output of an approval-only step)"
             )
+    sub.add_parser("templates", parents=[common], help="list WorkflowTemplates and their inputs")
+    submit = sub.add_parser(
+        "submit", parents=[common], help="create a Workflow from a template: --from template/NAME"
+    )
+    submit.add_argument("--from", dest="source", required=True, help="template/NAME")
+    submit.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        help="one input as KEY=VALUE (VALUE parsed as JSON if it can be)",
+    )
+    submit.add_argument("--inputs", help="inputs: a YAML or JSON file, or JSON text")
+    submit.add_argument("--name", help="the Workflow's name (default: NAME- and a suffix)")
+    submit.add_argument("--watch", action="store_true", help="then follow it, like `watch`")
+    submit.add_argument("--timeout", type=float, default=3600.0, help="for --watch (seconds)")
     command = sub.add_parser(
         "signal", parents=[common], help="call back a step waiting for a callback"
     )

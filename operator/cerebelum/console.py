@@ -109,7 +109,7 @@ def _waiting_for(step: dict[str, Any], now: datetime.datetime) -> str:
     return ""
 
 
-def _spec_steps(obj: dict[str, Any]) -> list[dict[str, Any]]:
+def spec_steps(obj: dict[str, Any]) -> list[dict[str, Any]]:
     """The main steps, then the finally steps."""
     spec = obj["spec"]
     return [*spec["steps"], *(spec.get("finally") or [])]
@@ -120,7 +120,7 @@ def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
     name = obj["metadata"]["name"]
     lines = [
         f"Workflow {obj['metadata']['namespace']}/{name}: {status.get('phase', 'Pending')} "
-        f"({status.get('progress') or '0/' + str(len(_spec_steps(obj)))})"
+        f"({status.get('progress') or '0/' + str(len(spec_steps(obj)))})"
     ]
     if status.get("message"):
         lines.append(f"  {status['message']}")
@@ -129,7 +129,7 @@ def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
         lines.append(f"  next wake-up: {status['nextWakeAt']} ({human(max(left, 0))} left)")
     rows = [["STEP", "PHASE", "ATTEMPTS", "DETAIL"]]
     final = {f["name"] for f in obj["spec"].get("finally") or []}
-    for spec_step in _spec_steps(obj):
+    for spec_step in spec_steps(obj):
         step = (status.get("steps") or {}).get(spec_step["name"]) or {}
         rows.append(
             [
@@ -160,7 +160,7 @@ def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:
 
 def progress_line(obj: dict[str, Any], width: int = 24) -> str:
     status = obj.get("status") or {}
-    total = len(_spec_steps(obj))
+    total = len(spec_steps(obj))
     done = int((status.get("progress") or f"0/{total}").split("/")[0])
     filled = round(width * done / total) if total else width
     bar = "=" * filled + (">" if filled < width else "") + " " * max(width - filled - 1, 0)
@@ -182,3 +182,25 @@ def history_table(obj: dict[str, Any]) -> str:
             ]
         )
     return table(rows)
+
+
+def template_table(items: list[dict[str, Any]], now: datetime.datetime) -> str:
+    """WorkflowTemplates: their inputs (required ones starred, defaults shown) and steps."""
+    rows = [["NAME", "INPUTS", "STEPS", "AGE"]]
+    for t in items:
+        spec = t.get("spec") or {}
+        schema = spec.get("inputs") or {}
+        required = set(schema.get("required") or [])
+        inputs = []
+        for name, prop in (schema.get("properties") or {}).items():
+            text = name + ("*" if name in required else "")
+            if prop.get("type"):
+                text += f":{prop['type']}"
+            if prop.get("default") is not None:
+                text += f"={prop['default']}"
+            inputs.append(text)
+        created = t["metadata"].get("creationTimestamp")
+        age = human((now - parse_time(created)).total_seconds()) if created else ""
+        steps = len(spec.get("steps") or []) + len(spec.get("finally") or [])
+        rows.append([t["metadata"]["name"], " ".join(inputs) or "-", str(steps), age])
+    return table(rows) + "\n(* required)"

@@ -453,3 +453,21 @@ def test_a_finally_step_already_in_the_timeline_is_refused() -> None:
         def twice(wf: Any) -> None:
             wf.timeline(fetch >> boom)
             wf.finally_steps(fetch)
+
+
+def test_a_workflow_renders_as_a_template_whose_inputs_come_from_its_defaults() -> None:
+    @workflow(inputs={"url": "https://example.com", "retries": 3})
+    def fetcher(wf: Any) -> None:
+        wf.timeline(fetch >> finish)
+
+    manifest = fetcher.render_template(namespace="ops")
+    assert manifest["kind"] == "WorkflowTemplate" and manifest["metadata"]["namespace"] == "ops"
+    assert manifest["spec"]["inputs"] == {
+        "properties": {
+            "url": {"default": "https://example.com", "type": "string"},
+            "retries": {"default": 3, "type": "integer"},
+        }
+    }
+    assert [s["name"] for s in manifest["spec"]["steps"]] == ["fetch", "finish"]
+    schema = {"properties": {"url": {"type": "string"}}, "required": ["url"]}
+    assert fetcher.render_template(inputs=schema)["spec"]["inputs"] == schema

@@ -57,6 +57,9 @@ server's audit log of a full run):
 - apiGroups: [cerebelum.io]
   resources: [stepruns]
   verbs: [list, watch, create, delete, deletecollection]
+- apiGroups: [cerebelum.io]
+  resources: [workflowtemplates]
+  verbs: [get]
 {{- end -}}
 
 {{- define "cerebelum.workerServiceAccountName" -}}

@@ -1,4 +1,4 @@
-"""Generate the CustomResourceDefinitions (Workflow, StepRun) from the pydantic models.
+"""Generate the CustomResourceDefinitions (Workflow, StepRun, WorkflowTemplate) from the pydantic models.
 
 ``python -m cerebelum.api.crd`` writes ``crds/`` and the Helm chart's ``crds/``; a test fails
 when either is stale.
@@ -23,13 +23,16 @@ from cerebelum.api.base import ApiModel
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.status import WorkflowStatus
 from cerebelum.api.steprun import STEPRUN_KIND, STEPRUN_PLURAL, StepRunSpec, StepRunStatus
+from cerebelum.api.workflowtemplate import TEMPLATE_KIND, TEMPLATE_PLURAL, WorkflowTemplateSpec
 
 #: Short names no built-in kind and no common workflow CRD uses (Argo's CronWorkflow is
 #: ``cwf``, CertificateSigningRequest ``csr``): ``kubectl get cbwf`` is never ambiguous.
 WORKFLOW_SHORT_NAME = "cbwf"
 STEPRUN_SHORT_NAME = "cbsr"
+TEMPLATE_SHORT_NAME = "cbwt"
 CRD_FILE = f"{PLURAL}.{GROUP}.yaml"
 STEPRUN_CRD_FILE = f"{STEPRUN_PLURAL}.{GROUP}.yaml"
+TEMPLATE_CRD_FILE = f"{TEMPLATE_PLURAL}.{GROUP}.yaml"
 _DROP = {"title", "default"}
 
 
@@ -92,21 +95,23 @@ def _schema_of(model: type[ApiModel], mode: str) -> dict[str, Any]:
 
 
 def _object_schema(
-    spec_model: type[ApiModel], status_model: type[ApiModel], description: str
+    spec_model: type[ApiModel], status_model: type[ApiModel] | None, description: str
 ) -> dict[str, Any]:
     spec = _schema_of(spec_model, "validation")
-    status = _schema_of(status_model, "serialization")
-    status.pop("required", None)  # status is written by its controller, field by field
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string", "description": "APIVersion of this object."},
+        "kind": {"type": "string", "description": "Kind of this object."},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    if status_model is not None:
+        status = _schema_of(status_model, "serialization")
+        status.pop("required", None)  # status is written by its controller, field by field
+        properties["status"] = status
     return {
         "type": "object",
         "description": description,
-        "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion of this object."},
-            "kind": {"type": "string", "description": "Kind of this object."},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
+        "properties": properties,
         "required": ["spec"],
     }
 
@@ -121,7 +126,18 @@ def _column(name: str, path: str, type_: str = "string", priority: int = 0) -> d
 def _crd(
     kind: str, plural: str, short_name: str, schema: dict[str, Any], columns: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A namespaced CRD of the group, with a status subresource and a selectable phase."""
+    """A namespaced CRD of the group; with a status, a status subresource and a selectable
+    phase."""
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if "status" in schema["properties"]:
+        version["subresources"] = {"status": {}}
+        if "phase" in schema["properties"]["status"].get("properties", {}):
+            version["selectableFields"] = [{"jsonPath": ".status.phase"}]
+    version["additionalPrinterColumns"] = [
+        *columns,
+        _column("Age", ".metadata.creationTimestamp", "date"),
+    ]
+    version["schema"] = {"openAPIV3Schema": schema}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -137,20 +153,7 @@ def _crd(
                 "shortNames": [short_name],
                 "categories": ["cerebelum"],
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "selectableFields": [{"jsonPath": ".status.phase"}],
-                    "additionalPrinterColumns": [
-                        *columns,
-                        _column("Age", ".metadata.creationTimestamp", "date"),
-                    ],
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
+            "versions": [version],
         },
     }
 
@@ -189,6 +192,17 @@ def build_steprun_crd() -> dict[str, Any]:
     return _crd(STEPRUN_KIND, STEPRUN_PLURAL, STEPRUN_SHORT_NAME, schema, columns)
 
 
+def build_template_crd() -> dict[str, Any]:
+    schema = _object_schema(
+        WorkflowTemplateSpec,
+        None,
+        "Steps and an inputs schema that Workflows run with spec.templateRef (or `cerebelum "
+        "submit --from template/NAME`). A running workflow keeps the version it started with.",
+    )
+    columns = [_column("Required inputs", ".spec.inputs.required")]
+    return _crd(TEMPLATE_KIND, TEMPLATE_PLURAL, TEMPLATE_SHORT_NAME, schema, columns)
+
+
 _HEADER = "# Generated by `python -m cerebelum.api.crd` from cerebelum/api; do not edit.\n"
 
 
@@ -197,6 +211,8 @@ def render_all() -> dict[str, str]:
     return {
         CRD_FILE: _HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100),
         STEPRUN_CRD_FILE: _HEADER + yaml.safe_dump(build_steprun_crd(), sort_keys=False, width=100),
+        TEMPLATE_CRD_FILE: _HEADER
+        + yaml.safe_dump(build_template_crd(), sort_keys=False, width=100),
     }
 
 

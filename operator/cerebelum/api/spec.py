@@ -897,29 +897,25 @@ def _reference_rules(part: str) -> list[tuple[str, str, str]]:
     ]
 
 
-class WorkflowSpec(
-    ApiModel,
-    json_schema_extra=rules(
-        *_reference_rules("steps"),
-        *_reference_rules("finally"),
-        (
-            f"!has(self.finally) || self.finally.all(f, !(f.name in {_NAMES}))",
-            "finally step names must differ from the names of spec.steps",
-            ".finally",
-        ),
+BODY_RULES = (
+    *_reference_rules("steps"),
+    *_reference_rules("finally"),
+    (
+        f"!has(self.finally) || self.finally.all(f, !(f.name in {_NAMES}))",
+        "finally step names must differ from the names of spec.steps",
+        ".finally",
     ),
-):
-    """What the workflow runs. Steps run in list order unless they name ``dependsOn``."""
+)
 
-    inputs: dict[str, Any] | None = Field(
-        default=None,
-        description="Free-form inputs, read in expressions as inputs.NAME.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
+
+class WorkflowBody(ApiModel):
+    """What a Workflow and a WorkflowTemplate have in common: the steps and how they run.
+    (Not a kind of its own: the base of both specs.)"""
+
     steps: list[Step] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=100,
-        description="The steps; names are unique.",
+        description="The steps; names are unique. (A Workflow with templateRef has them from the template.)",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     active_deadline: Duration | None = Field(
@@ -931,13 +927,6 @@ class WorkflowSpec(
         ge=1,
         le=100000,
         description="Cap on step starts, loops included (default 1000).",
-    )
-    suspend: bool | None = Field(
-        default=None, description="While true no new step starts; waits keep their deadlines."
-    )
-    cancel: bool | None = Field(
-        default=None,
-        description="Set true to cancel (as does the annotation cerebelum.io/cancel). Waiting steps stop at once.",
     )
     ttl_after_finished: Duration | None = Field(
         default=None,
@@ -952,7 +941,6 @@ class WorkflowSpec(
         description="Send notices when a step waits for approval or a callback, and at the end.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-
     finally_: list[Step] | None = Field(
         default=None,
         alias="finally",
@@ -983,3 +971,69 @@ class WorkflowSpec(
         if step is None:
             raise KeyError(name)
         return step
+
+
+#: The fields of a WorkflowBody, as written in a manifest: what a template gives a workflow.
+BODY_FIELDS = tuple(info.alias or name for name, info in WorkflowBody.model_fields.items())
+
+
+class TemplateRef(ApiModel):
+    """The WorkflowTemplate a workflow is made from."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The WorkflowTemplate, in the workflow's namespace.",
+    )
+    resource_version: str | None = Field(
+        default=None,
+        description=(
+            "Set by the operator when it copies the template's steps into this spec: the "
+            "version copied. Later edits of the template do not change this workflow."
+        ),
+    )
+
+
+class WorkflowSpec(
+    WorkflowBody,
+    json_schema_extra=rules(
+        *BODY_RULES,
+        (
+            "(has(self.steps) && size(self.steps) > 0) || has(self.templateRef)",
+            "a workflow needs spec.steps (at least 1) or spec.templateRef",
+        ),
+    ),
+):
+    """What the workflow runs. Steps run in list order unless they name ``dependsOn``."""
+
+    inputs: dict[str, Any] | None = Field(
+        default=None,
+        description="Free-form inputs, read in expressions as inputs.NAME.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    template_ref: TemplateRef | None = Field(
+        default=None,
+        description=(
+            "Run a WorkflowTemplate with these inputs: the operator checks them against the "
+            "template's schema, applies its defaults and copies its steps here at the start."
+        ),
+    )
+    suspend: bool | None = Field(
+        default=None, description="While true no new step starts; waits keep their deadlines."
+    )
+    cancel: bool | None = Field(
+        default=None,
+        description="Set true to cancel (as does the annotation cerebelum.io/cancel). Waiting steps stop at once.",
+    )
+
+    @model_validator(mode="after")
+    def _has_steps(self) -> WorkflowSpec:
+        if not self.steps and self.template_ref is None:
+            raise ValueError("a workflow needs spec.steps (at least 1) or spec.templateRef")
+        return self
+
+    @property
+    def unresolved(self) -> bool:
+        """Made from a template whose steps have not been copied in yet."""
+        return self.template_ref is not None and not self.steps

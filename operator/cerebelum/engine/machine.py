@@ -148,6 +148,11 @@ def _advance(run: Run, inputs: Sequence[Input]) -> None:
 def _graphs(spec: WorkflowSpec) -> tuple[Graph, Graph]:
     """The graphs of the main and the finally steps; checked before anything runs, so a
     finally part that cannot run fails the workflow at its start, not at its end."""
+    if not spec.steps:
+        raise InvalidSpec(
+            "spec.steps is empty: a workflow made from spec.templateRef gets its steps from "
+            "the operator when it starts"
+        )
     main = Graph(spec.steps)
     final = Graph(spec.finally_ or [], "finally")
     both = sorted(set(main.order) & set(final.order))

@@ -23,6 +23,7 @@ from cerebelum.actions.owned import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.objects import status_update
 from cerebelum.api.steprun import LABEL_WORKFLOW, STEPRUN_PLURAL
+from cerebelum.api.workflowtemplate import TEMPLATE_PLURAL
 from cerebelum.kube.metrics import API_REQUESTS
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,34 @@ class KubeClient:
                 raise Gone(meta["name"]) from None
             raise
         return result
+
+    async def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A WorkflowTemplate, or None if there is none of that name."""
+        try:
+            with _counted("get", TEMPLATE_PLURAL):
+                found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, TEMPLATE_PLURAL, name
+                )
+        except ApiException as exc:
+            if object_missing(exc, name):
+                return None
+            raise
+        return found
+
+    async def freeze_spec(self, body: dict[str, Any], spec: dict[str, Any]) -> None:
+        """Replace the workflow's spec with ``spec`` (what a template resolved to), only if
+        the object is still the version read: Conflict otherwise."""
+        meta = body["metadata"]
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "spec": spec}
+        # A merge patch keeps what the workflow had; `spec` holds all of it and more.
+        try:
+            await self._patch(
+                meta["namespace"], meta["name"], patch, "application/merge-patch+json"
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(meta["name"]) from None
+            raise
 
     async def remove_annotations(
         self, namespace: str, name: str, keys: Mapping[str, str | None]

@@ -31,6 +31,7 @@ from cerebelum.actions.secrets import KubeSecretSource
 from cerebelum.api.base import describe_errors
 from cerebelum.api.status import Condition, WorkflowPhase, failed_status
 from cerebelum.api.tokens import CallbackIssuer
+from cerebelum.api.workflowtemplate import InvalidInputs, resolve
 from cerebelum.engine import ActionCall, ActionResult, settle
 from cerebelum.engine.notify import NOTIFY_KIND
 from cerebelum.kube import metrics, notify
@@ -210,6 +211,9 @@ class Runtime:
         except ValidationError as exc:
             await self._invalid_spec(key, body, exc)
             return
+        if spec.unresolved:
+            await self._from_template(key, body)
+            return
         start = prepare(
             spec,
             body,
@@ -301,6 +305,43 @@ class Runtime:
             await self._write(key, body, failed)  # even that did not fit: only the verdict
         logger.warning("workflow %s/%s failed: %s", *key, message)
         await self.kube.post_event(body, "Warning", "StatusTooLarge", message)
+
+    async def _from_template(self, key: Key, body: dict[str, Any]) -> None:
+        """Copy the steps of the workflow's template into its spec, with the inputs checked
+        and defaulted (one spec write; the watch brings the result back to run). A missing
+        template or bad inputs fail the workflow, saying which."""
+        if (body.get("status") or {}).get("phase") == WorkflowPhase.FAILED:
+            return
+        spec = dict(body.get("spec") or {})
+        name = spec["templateRef"]["name"]
+        template = await self.kube.get_template(key[0], name)
+        if template is None:
+            reason = "TemplateNotFound"
+            message = f"spec.templateRef: there is no WorkflowTemplate {name} in namespace {key[0]}"
+        else:
+            try:
+                resolved = resolve(template, spec)
+            except InvalidInputs as exc:
+                reason, message = "InvalidInputs", f"inputs of WorkflowTemplate {name}: {exc}"
+            except ValueError as exc:
+                reason, message = "InvalidTemplate", str(exc)[:2000]
+            else:
+                try:
+                    await self.kube.freeze_spec(body, resolved)
+                except Conflict:
+                    self.scheduler.schedule(key, _utcnow() + _RETRY_AFTER_CONFLICT)
+                    return
+                version = resolved["templateRef"]["resourceVersion"]
+                await self.kube.post_event(
+                    body,
+                    "Normal",
+                    "TemplateResolved",
+                    f"steps copied from WorkflowTemplate {name} (resourceVersion {version})",
+                )
+                return
+        logger.warning("workflow %s/%s failed: %s", *key, message)
+        await self._write(key, body, failed_status(reason, message, _utcnow()).to_wire())
+        await self.kube.post_event(body, "Warning", reason, message)
 
     async def _invalid_spec(self, key: Key, body: dict[str, Any], exc: ValidationError) -> None:
         message = f"invalid spec: {describe_errors(exc, 'spec.')}"

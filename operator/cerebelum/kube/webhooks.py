@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import WorkflowSpec
+from cerebelum.api.workflowtemplate import resolve
 from cerebelum.kube.approvers import (
     CREATED_BY_WEBHOOK,
     SPEC_WEBHOOK,
@@ -73,12 +74,30 @@ def stamp_created_by(body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch
 
 
 @kopf.on.validate(GROUP, VERSION, PLURAL, id=SPEC_WEBHOOK)
-def validate_spec(body: kopf.Body, **_: Any) -> None:
+async def validate_spec(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Refuse a spec the operator would fail at once: what the CRD schema cannot say
     (sizes of templated strings inside free-form fields, expression nesting, durations
-    over the limit, the step graph)."""
+    over the limit, the step graph), and inputs a workflow's template refuses."""
+    raw = dict(body.get("spec") or {})
     try:
-        WorkflowSpec.model_validate(dict(body.get("spec") or {}))
+        spec = WorkflowSpec.model_validate(raw)
     except ValidationError as exc:
         problems = describe_errors(exc, "spec.")
         raise kopf.AdmissionError(f"invalid spec: {problems}"[:4000], code=422) from None
+    runtime = memo.get("runtime")
+    if spec.unresolved and spec.template_ref is not None and runtime is not None:
+        namespace = body.get("metadata", {}).get("namespace") or ""
+        name = spec.template_ref.name
+        template = await runtime.kube.get_template(namespace, name)
+        if template is None:
+            raise kopf.AdmissionError(
+                f"spec.templateRef.name: there is no WorkflowTemplate {name} in namespace "
+                f"{namespace}",
+                code=422,
+            )
+        try:
+            resolve(template, raw)
+        except ValueError as exc:  # InvalidInputs names each field
+            raise kopf.AdmissionError(
+                f"inputs of WorkflowTemplate {name}: {exc}"[:4000], code=422
+            ) from None

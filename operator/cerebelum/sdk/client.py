@@ -337,6 +337,25 @@ class Workflows:
             raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
         return result
 
+    async def template(self, name: str) -> dict[str, Any]:
+        """A WorkflowTemplate of this namespace."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                "cerebelum.io", "v1alpha1", self.namespace, "workflowtemplates", name
+            )
+        except ApiException as exc:
+            what = f"WorkflowTemplate {self.namespace}/{name}"
+            raise UserError(_api_message(exc, what)) from None
+        return result
+
+    async def templates(self) -> list[dict[str, Any]]:
+        result = await self._custom.list_namespaced_custom_object(
+            "cerebelum.io", "v1alpha1", self.namespace, "workflowtemplates"
+        )
+        return list(result["items"])
+
     async def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
         if all_namespaces:
             result = await self._custom.list_cluster_custom_object(

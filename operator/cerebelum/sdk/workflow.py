@@ -19,6 +19,7 @@ from cerebelum.api import API_VERSION, KIND
 from cerebelum.api.base import describe_errors
 from cerebelum.api.spec import WorkflowSpec
 from cerebelum.api.steprun import DEFAULT_QUEUE
+from cerebelum.api.workflowtemplate import TEMPLATE_KIND, WorkflowTemplateSpec
 from cerebelum.sdk.local import ExecutionResult, execute, execute_sync, run
 from cerebelum.sdk.registry import WorkflowRegistry
 from cerebelum.sdk.steps import (
@@ -397,6 +398,18 @@ class WorkflowBuilder:
 DIVERGE_RETRY = Retry(max_attempts=10, delay=1.0, backoff=2.0, max_delay=60.0)
 
 
+def _input_property(value: Any) -> dict[str, Any]:
+    """A schema property for a default input value: its JSON type, and the value."""
+    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+    kinds += ((dict, "object"), (list, "array"))
+    prop: dict[str, Any] = {"default": value}
+    for kind, name in kinds:
+        if isinstance(value, kind):
+            prop["type"] = name
+            break
+    return prop
+
+
 def _dns_name(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "workflow"
 
@@ -584,6 +597,36 @@ class WorkflowDef:
         if namespace:
             metadata["namespace"] = namespace
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+
+    def render_template(
+        self,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The WorkflowTemplate manifest: the same steps, and an inputs schema. ``inputs``
+        is that schema (JSON Schema: ``{"properties": {...}, "required": [...]}``); without
+        it, each of the workflow's default inputs becomes an optional input of its type."""
+        spec = self._spec(importable=True)
+        defaults = spec.pop("inputs", None) or {}
+        if inputs is None:
+            inputs = {"properties": {k: _input_property(v) for k, v in defaults.items()}}
+        spec["inputs"] = inputs
+        try:
+            WorkflowTemplateSpec.model_validate(spec)
+        except ValidationError as exc:
+            problems = describe_errors(exc, "spec.")
+            raise DefinitionError(f"workflow {self.name}: {problems}") from None
+        metadata: dict[str, Any] = {"name": _dns_name(name) if name else self.resource_name}
+        if namespace:
+            metadata["namespace"] = namespace
+        return {
+            "apiVersion": API_VERSION,
+            "kind": TEMPLATE_KIND,
+            "metadata": metadata,
+            "spec": spec,
+        }
 
     def _spec(self, inputs: dict[str, Any] | None = None, *, importable: bool) -> dict[str, Any]:
         """The spec; ``importable`` also requires every Python step to be importable by a
