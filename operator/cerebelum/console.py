@@ -112,7 +112,7 @@ def _waiting_for(step: dict[str, Any], now: datetime.datetime) -> str:
 def spec_steps(obj: dict[str, Any]) -> list[dict[str, Any]]:
     """The main steps, then the finally steps."""
     spec = obj["spec"]
-    return [*spec["steps"], *(spec.get("finally") or [])]
+    return [*(spec.get("steps") or []), *(spec.get("finally") or [])]
 
 
 def status_report(obj: dict[str, Any], now: datetime.datetime) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cerebelum.devcluster.pki import CertificateAuthority
+from cerebelum.kube.approvers import webhook_configurations
 from tests.harness import Cluster
+from tests.harness.cluster import free_port
 from tests.harness.operator import OperatorProcess
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -35,3 +39,42 @@ def operator(
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def webhook_operator(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """The operator serving its webhooks, which the API server calls over TLS."""
+    if cluster.control_plane is None:
+        pytest.skip("needs the API server to reach a webhook on this machine's loopback")
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = CertificateAuthority(pki)
+    serving = ca.issue("webhook", "cerebelum-webhook", server_ips=("127.0.0.1",))
+    port = free_port()
+    operator = OperatorProcess(
+        cluster,
+        namespace,
+        tmp_path / "operator.log",
+        webhooks=True,
+        env={
+            "CEREBELUM_WEBHOOK_PORT": str(port),
+            "CEREBELUM_WEBHOOK_ADDR": "127.0.0.1",
+            "CEREBELUM_WEBHOOK_CERT": str(serving.cert),
+            "CEREBELUM_WEBHOOK_KEY": str(serving.key),
+        },
+    )
+    operator.start()
+    ca_bundle = base64.b64encode(ca.cert_path.read_bytes()).decode()
+    configs = webhook_configurations(
+        f"cerebelum-{namespace}", f"https://127.0.0.1:{port}", ca_bundle, [namespace]
+    )
+    for config in configs:
+        cluster.apply(config)
+    try:
+        yield operator
+    finally:
+        for config in configs:
+            cluster.kubectl("delete", config["kind"], config["metadata"]["name"], check=False)
+        operator.stop()

@@ -103,6 +103,7 @@ COVERED_ELSEWHERE = {
     "digitalocean-droplet.yaml": "test_actions_digitalocean.py",
     "ci-build-poll.yaml": "test_actions_http_tcp.py",
     "ci-build-callback.yaml": "test_callbacks.py",
+    "template.yaml": "test_templates.py",
     "database-ready-poll.yaml": "test_actions_http_tcp.py",
     "certificate-poll.yaml": "test_actions_http_tcp.py",
     "health-check.yaml": "test_actions_http_tcp.py",

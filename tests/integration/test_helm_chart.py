@@ -214,6 +214,17 @@ def _used(audit_log: Path, username: str) -> tuple[set[tuple[str, str, str]], li
     return used, denied
 
 
+TEMPLATE = {
+    "apiVersion": "cerebelum.io/v1alpha1",
+    "kind": "WorkflowTemplate",
+    "metadata": {"name": "greet"},
+    "spec": {
+        "inputs": {"properties": {"to": {"type": "string", "default": "world"}}},
+        "steps": [{"name": "hello", "noop": {"with": {"to": "${{ inputs.to }}"}}}],
+    },
+}
+
+
 def test_operator_runs_on_the_charts_least_privilege_rbac(
     cluster: Cluster, crds: None, namespace: str, tmp_path: Path
 ) -> None:
@@ -311,6 +322,16 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
                 "-p",
                 '{"spec": {"ttlAfterFinished": "5s"}}',
             )
+            cluster.apply(TEMPLATE, namespace)
+            cluster.apply(
+                {
+                    "apiVersion": "cerebelum.io/v1alpha1",
+                    "kind": "Workflow",
+                    "metadata": {"name": "templated"},
+                    "spec": {"templateRef": {"name": "greet"}, "ttlAfterFinished": "5s"},
+                },
+                namespace,
+            )
             wait_for_phase(cluster, namespace, "everything", "WaitingForApproval")
             cluster.kubectl(
                 "-n", namespace, "annotate", "workflow", "everything", "cerebelum.io/approve=gate"
@@ -320,6 +341,10 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
             done = wait_for_phase(
                 cluster, namespace, "everything", ("Succeeded", "Failed"), timeout=40
             )
+            templated = wait_for_phase(
+                cluster, namespace, "templated", ("Succeeded", "Failed"), timeout=20
+            )
+            assert templated["status"]["steps"]["hello"]["output"] == {"to": "world"}
 
             # ttlAfterFinished: the workflow, its StepRuns and its Jobs go.
             def left() -> list[str]:

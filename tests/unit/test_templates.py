@@ -79,6 +79,6 @@ def test_an_invalid_template_is_named() -> None:
 
 
 def test_a_workflow_needs_steps_or_a_template() -> None:
-    with pytest.raises(ValueError, match="spec.steps \\(at least 1\\) or spec.templateRef"):
+    with pytest.raises(ValueError, match=r"spec.steps \(at least 1\) or spec.templateRef"):
         WorkflowSpec.model_validate({})
     assert WorkflowSpec.model_validate({"templateRef": {"name": "t"}}).unresolved

@@ -870,7 +870,7 @@ def _reference_rules(part: str) -> list[tuple[str, str, str]]:
     nor a main step to a finally step."""
     names = f"self.{part}.map(t, t.name)"
     where = f"spec.{part}"
-    each = f"!has(self.{part}) || self.{part}.all" if part == "finally" else f"self.{part}.all"
+    each = f"!has(self.{part}) || self.{part}.all"
     return [
         (
             f"{each}(s, !has(s.dependsOn) || s.dependsOn.all(d, d in {names}))",
@@ -901,7 +901,7 @@ BODY_RULES = (
     *_reference_rules("steps"),
     *_reference_rules("finally"),
     (
-        f"!has(self.finally) || self.finally.all(f, !(f.name in {_NAMES}))",
+        f"!has(self.finally) || !has(self.steps) || self.finally.all(f, !(f.name in {_NAMES}))",
         "finally step names must differ from the names of spec.steps",
         ".finally",
     ),

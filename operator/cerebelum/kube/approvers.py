@@ -39,7 +39,7 @@ def decisions_in(old: Mapping[str, str] | None, new: Mapping[str, str] | None) -
 
 def _approvers(spec: Mapping[str, Any], step: str) -> tuple[list[str], list[str]] | None:
     """(users, groups) allowed for ``step``; None when the step does not exist."""
-    for candidate in spec.get("steps") or []:
+    for candidate in [*(spec.get("steps") or []), *(spec.get("finally") or [])]:
         if candidate.get("name") == step:
             approvers = (candidate.get("approval") or {}).get("approvers") or {}
             return list(approvers.get("users") or []), list(approvers.get("groups") or [])
@@ -108,7 +108,11 @@ def gate_refusal(
         if decision.verb != "approve":
             continue
         raw = next(
-            (c.get("approval") for c in spec.get("steps") or [] if c.get("name") == decision.step),
+            (
+                c.get("approval")
+                for c in [*(spec.get("steps") or []), *(spec.get("finally") or [])]
+                if c.get("name") == decision.step
+            ),
             None,
         )
         if not raw:

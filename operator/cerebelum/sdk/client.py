@@ -119,7 +119,7 @@ def execution_status(body: dict[str, Any], now: datetime.datetime) -> ExecutionS
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
-    names = [s.get("name", "") for s in spec.get("steps") or []]
+    names = [s.get("name", "") for s in [*(spec.get("steps") or []), *(spec.get("finally") or [])]]
     steps: dict[str, Any] = status.get("steps") or {}
     current = status.get("currentStep") or next(iter(status.get("currentSteps") or []), "") or ""
     started = _time(status.get("startedAt"))

@@ -400,8 +400,14 @@ DIVERGE_RETRY = Retry(max_attempts=10, delay=1.0, backoff=2.0, max_delay=60.0)
 
 def _input_property(value: Any) -> dict[str, Any]:
     """A schema property for a default input value: its JSON type, and the value."""
-    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
-    kinds += ((dict, "object"), (list, "array"))
+    kinds: tuple[tuple[type, str], ...] = (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (dict, "object"),
+        (list, "array"),
+    )
     prop: dict[str, Any] = {"default": value}
     for kind, name in kinds:
         if isinstance(value, kind):
