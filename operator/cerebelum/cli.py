@@ -5,6 +5,7 @@
     cerebelum worker [--queue Q] MODULE...    run the Python steps of a queue
     cerebelum submit --from template/NAME [-p K=V]... [--inputs FILE] [--watch]
     cerebelum templates                       WorkflowTemplates with their inputs
+    cerebelum cron trigger NAME [--watch]     start one run of a CronWorkflow now
     cerebelum list [-A]                       workflows with phase, current step and progress
     cerebelum status NAME                     every step, with deadlines and time remaining
     cerebelum watch NAME                      live progress until the end; exit 0 only on success
@@ -160,6 +161,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(console.template_table(items, _now()))
         elif command == "submit":
             return await _submit(args, workflows)
+        elif command == "cron":
+            return await _cron_trigger(args, workflows)
         elif command == "apply":
             manifest = _render(args, namespace)
             if args.generate_name:
@@ -196,6 +199,23 @@ async def _submit(args: argparse.Namespace, workflows: Workflows) -> int:
     created = await workflows.create(manifest)
     print(
         f"workflow {workflows.namespace}/{created['metadata']['name']} created from template {name}"
+    )
+    if args.watch:
+        return await _watch(workflows, created["metadata"]["name"], args.timeout)
+    return 0
+
+
+async def _cron_trigger(args: argparse.Namespace, workflows: Workflows) -> int:
+    """Start one run of a CronWorkflow now, as its schedule would (labelled and owned by
+    it, so it counts for concurrencyPolicy and the history limits)."""
+    from cerebelum.kube.crons import run_manifest
+
+    cron = await workflows.cron(args.name)
+    now = _now()
+    name = f"{args.name[:45]}-manual-{int(now.timestamp())}"
+    created = await workflows.create(run_manifest(cron, name, now))
+    print(
+        f"workflow {workflows.namespace}/{created['metadata']['name']} started from cronworkflow {args.name}"
     )
     if args.watch:
         return await _watch(workflows, created["metadata"]["name"], args.timeout)
@@ -380,6 +400,12 @@ def _parser() -> argparse.ArgumentParser:
                 "--data", help="JSON payload (the output of an approval-only step)"
             )
     sub.add_parser("templates", parents=[common], help="list WorkflowTemplates and their inputs")
+    cron = sub.add_parser("cron", help="CronWorkflows: cron trigger NAME")
+    cron_sub = cron.add_subparsers(dest="cron_command", required=True)
+    trigger = cron_sub.add_parser("trigger", parents=[common], help="start one run now")
+    trigger.add_argument("name")
+    trigger.add_argument("--watch", action="store_true", help="then follow it, like `watch`")
+    trigger.add_argument("--timeout", type=float, default=3600.0, help="for --watch (seconds)")
     submit = sub.add_parser(
         "submit", parents=[common], help="create a Workflow from a template: --from template/NAME"
     )

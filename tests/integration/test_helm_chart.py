@@ -341,9 +341,32 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
             done = wait_for_phase(
                 cluster, namespace, "everything", ("Succeeded", "Failed"), timeout=40
             )
+            cluster.apply(
+                {
+                    "apiVersion": "cerebelum.io/v1alpha1",
+                    "kind": "CronWorkflow",
+                    "metadata": {"name": "tick"},
+                    "spec": {
+                        "schedule": "@every 1s",
+                        "successfulHistoryLimit": 0,
+                        "workflowSpec": {
+                            "steps": [{"name": "a", "noop": {}}],
+                            "ttlAfterFinished": "5s",
+                        },
+                    },
+                },
+                namespace,
+            )
             templated = wait_for_phase(
                 cluster, namespace, "templated", ("Succeeded", "Failed"), timeout=20
             )
+            eventually(
+                lambda: cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "tick")
+                .get("status", {})
+                .get("lastSuccessfulTime"),
+                timeout=20,
+            )
+            cluster.kubectl("-n", namespace, "delete", "cronworkflow", "tick")
             assert templated["status"]["steps"]["hello"]["output"] == {"to": "world"}
 
             # ttlAfterFinished: the workflow, its StepRuns and its Jobs go.

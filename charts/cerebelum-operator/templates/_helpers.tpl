@@ -38,7 +38,7 @@ server's audit log of a full run):
 {{- define "cerebelum.rules" -}}
 - apiGroups: [cerebelum.io]
   resources: [workflows]
-  verbs: [list, watch, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [cerebelum.io]
   resources: [workflows/status]
   verbs: [update]
@@ -60,6 +60,12 @@ server's audit log of a full run):
 - apiGroups: [cerebelum.io]
   resources: [workflowtemplates]
   verbs: [get]
+- apiGroups: [cerebelum.io]
+  resources: [cronworkflows]
+  verbs: [list, watch]
+- apiGroups: [cerebelum.io]
+  resources: [cronworkflows/status]
+  verbs: [update]
 {{- end -}}
 
 {{- define "cerebelum.workerServiceAccountName" -}}

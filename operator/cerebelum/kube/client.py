@@ -21,10 +21,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from cerebelum.actions.api_retry import object_missing
 from cerebelum.actions.owned import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.api.cronworkflow import CRON_PLURAL
 from cerebelum.api.objects import status_update
 from cerebelum.api.steprun import LABEL_WORKFLOW, STEPRUN_PLURAL
 from cerebelum.api.workflowtemplate import TEMPLATE_PLURAL
 from cerebelum.kube.metrics import API_REQUESTS
+from cerebelum.kube.settings import CANCEL
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +141,68 @@ class KubeClient:
             if exc.status == 409:
                 raise Conflict(meta["name"]) from None
             raise
+
+    async def replace_cron_status(
+        self, body: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write a CronWorkflow's status; Conflict if ``body`` is stale, Gone if deleted."""
+        meta = body["metadata"]
+        try:
+            with _counted("update", f"{CRON_PLURAL}/status"):
+                result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    meta["namespace"],
+                    CRON_PLURAL,
+                    meta["name"],
+                    status_update(body, status),
+                )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(meta["name"]) from None
+            if object_missing(exc, meta["name"]):
+                raise Gone(meta["name"]) from None
+            raise
+        return result
+
+    async def create_workflow(self, manifest: dict[str, Any]) -> bool:
+        """Create a Workflow; False if one of that name exists already (a run created
+        before, by this replica or another: its name is its scheduled time)."""
+        meta = manifest["metadata"]
+        try:
+            with _counted("create", PLURAL):
+                await self._custom.create_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], PLURAL, manifest
+                )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete_workflow(self, namespace: str, name: str) -> None:
+        try:
+            with _counted("delete", PLURAL):
+                await self._custom.delete_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    body=client.V1DeleteOptions(propagation_policy="Background"),
+                )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def cancel_workflow(self, namespace: str, name: str) -> None:
+        """Ask a workflow to cancel, as `cerebelum cancel` does (its finally steps run)."""
+        await self._patch(
+            namespace,
+            name,
+            {"metadata": {"annotations": {CANCEL: "true"}}},
+            "application/merge-patch+json",
+        )
 
     async def remove_annotations(
         self, namespace: str, name: str, keys: Mapping[str, str | None]

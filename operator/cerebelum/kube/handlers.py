@@ -17,6 +17,7 @@ from typing import Any, cast
 import kopf
 
 from cerebelum.api import GROUP, PLURAL, VERSION
+from cerebelum.api.cronworkflow import CRON_PLURAL
 from cerebelum.api.steprun import STEPRUN_PLURAL
 from cerebelum.kube import metrics
 from cerebelum.kube.callbacks import CallbackEndpoint
@@ -111,6 +112,14 @@ async def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> Non
     body = event.get("object")
     if runtime is not None and isinstance(body, dict):
         runtime.observe(event.get("type"), cast(dict[str, Any], body))
+
+
+@kopf.on.event(GROUP, VERSION, CRON_PLURAL)
+async def cronworkflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    body = event.get("object")
+    if runtime is not None and isinstance(body, dict):
+        runtime.crons.observe(event.get("type"), cast(dict[str, Any], body))
 
 
 @kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL)

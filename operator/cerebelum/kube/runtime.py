@@ -38,6 +38,7 @@ from cerebelum.kube import metrics, notify
 from cerebelum.kube.cache import BodyCache, Key, SpecCache, slim
 from cerebelum.kube.client import Conflict, Gone, KubeClient
 from cerebelum.kube.concurrency import AdaptiveLimit
+from cerebelum.kube.crons import Crons, is_cron
 from cerebelum.kube.events import EventPoster
 from cerebelum.kube.failures import (
     FailureBackoff,
@@ -87,6 +88,8 @@ class Runtime:
         self.events = EventPoster(
             kube.post_event, busy=lambda: len(self.queue) > self.concurrency.slots
         )
+        #: CronWorkflows: in the same queue and timer heap, under keys of their own.
+        self.crons = Crons(kube, self.queue, self.scheduler, _utcnow)
         self._loops: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -101,7 +104,7 @@ class Runtime:
         and timers); a former leader stops its actions, since the new one re-issues them."""
         self.leading = leading
         if leading:
-            for key in list(self.bodies):
+            for key in [*self.bodies, *self.crons.keys()]:
                 self.queue.add(key)
         else:
             self.tasks.cancel_all()
@@ -117,6 +120,7 @@ class Runtime:
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         key = _key(body)
+        self.crons.observe_workflow(event_type, body)
         if event_type == "DELETED":
             self.forget(key)
             return
@@ -203,8 +207,13 @@ class Runtime:
     # -- one reconciliation ------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> None:
+        if not self.leading:
+            return
+        if is_cron(key):
+            await self.crons.reconcile(key)
+            return
         body = self.bodies.get(key)
-        if body is None or not self.leading:
+        if body is None:
             return
         try:
             spec = self.specs.of(key, body)

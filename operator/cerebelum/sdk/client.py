@@ -350,6 +350,18 @@ class Workflows:
             raise UserError(_api_message(exc, what)) from None
         return result
 
+    async def cron(self, name: str) -> dict[str, Any]:
+        """A CronWorkflow of this namespace."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                "cerebelum.io", "v1alpha1", self.namespace, "cronworkflows", name
+            )
+        except ApiException as exc:
+            raise UserError(_api_message(exc, f"CronWorkflow {self.namespace}/{name}")) from None
+        return result
+
     async def templates(self) -> list[dict[str, Any]]:
         result = await self._custom.list_namespaced_custom_object(
             "cerebelum.io", "v1alpha1", self.namespace, "workflowtemplates"

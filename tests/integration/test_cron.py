@@ -1,0 +1,240 @@
+"""CronWorkflows on the real API server, with `@every` schedules a few seconds apart (the
+cron fields, time zones and every policy are tested with fake time in
+tests/unit/test_schedule.py)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cerebelum.api.durations import parse_time
+from tests.harness import Cluster
+from tests.harness.cli import cerebelum
+from tests.harness.cluster import eventually
+from tests.harness.operator import OperatorProcess
+from tests.harness.workflows import wait_for_phase
+
+STEPS = [{"name": "hello", "noop": {"with": {"at": "${{ workflow.name }}"}}}]
+
+
+def cron(name: str, schedule: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cerebelum.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": name},
+        "spec": {"schedule": schedule, "workflowSpec": {"steps": STEPS}, **spec},
+    }
+
+
+def runs(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.kubectl_json(
+        "-n", namespace, "get", "workflows", "-l", f"cerebelum.io/cron-workflow={name}"
+    )["items"]
+    return items
+
+
+def scheduled(run: dict[str, Any]) -> datetime.datetime:
+    return parse_time(run["metadata"]["annotations"]["cerebelum.io/scheduled-time"])
+
+
+def suspend(cluster: Cluster, namespace: str, name: str) -> None:
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "cronworkflow",
+        name,
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":true}}',
+    )
+
+
+def test_a_schedule_starts_one_run_per_time_and_keeps_its_history_bounded(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(cron("tick", "@every 2s", successfulHistoryLimit=2), namespace)
+    eventually(
+        lambda: (
+            len(
+                [
+                    r
+                    for r in runs(cluster, namespace, "tick")
+                    if r.get("status", {}).get("phase") == "Succeeded"
+                ]
+            )
+            >= 2
+            or None
+        ),
+        timeout=20,
+    )
+    time.sleep(4.5)  # two more scheduled times: the oldest runs are pruned
+    obj = cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "tick")
+    status = obj["status"]
+    last, nxt = parse_time(status["lastScheduleTime"]), parse_time(status["nextScheduleTime"])
+    assert (nxt - last).total_seconds() == 2
+    assert int(last.timestamp()) % 2 == 0, "@every times are multiples of the interval"
+    finished = [
+        r
+        for r in runs(cluster, namespace, "tick")
+        if r.get("status", {}).get("phase") == "Succeeded"
+    ]
+    assert len(finished) <= 2, [r["metadata"]["name"] for r in finished]
+    every = runs(cluster, namespace, "tick")
+    for run in every:
+        assert run["metadata"]["name"] == f"tick-{int(scheduled(run).timestamp())}"
+        assert run["metadata"]["ownerReferences"][0]["kind"] == "CronWorkflow"
+    assert status.get("lastSuccessfulTime")
+    table = cluster.kubectl("-n", namespace, "get", "cronworkflows").stdout
+    assert "NEXT" in table and "SCHEDULE" in table and "@every 2s" in table
+    explained = cluster.kubectl("explain", "cronworkflow.spec.concurrencyPolicy").stdout
+    assert "Forbid" in explained
+
+
+def test_killing_the_operator_across_scheduled_times_yields_exactly_one_run(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(cron("nightly", "@every 2s", successfulHistoryLimit=100), namespace)
+    eventually(lambda: runs(cluster, namespace, "nightly") or None, timeout=10)
+    operator.kill()
+    killed = datetime.datetime.now(datetime.UTC)
+    time.sleep(7)  # three scheduled times pass with no operator
+    restarted = datetime.datetime.now(datetime.UTC)
+    operator.start()
+    eventually(
+        lambda: any(scheduled(r) > killed for r in runs(cluster, namespace, "nightly")) or None,
+        timeout=10,
+    )
+    suspend(cluster, namespace, "nightly")
+    times = sorted(scheduled(r) for r in runs(cluster, namespace, "nightly"))
+    assert len(times) == len(set(times))
+    missed = [t for t in times if killed < t <= restarted]
+    assert len(missed) == 1, f"only the most recent missed run starts, not a burst: {times}"
+    assert (restarted - missed[0]).total_seconds() <= 2.5
+
+
+def test_two_replicas_with_leader_election_never_double_create(
+    cluster: Cluster, crds: None, namespace: str, tmp_path: Path
+) -> None:
+    cp = cluster.control_plane
+    if cp is None:
+        pytest.skip(
+            "tells the replicas apart by client-certificate users of the local control plane"
+        )
+    replicas = [
+        OperatorProcess(
+            cluster,
+            namespace,
+            tmp_path / f"{name}.log",
+            env={
+                "KUBECONFIG": str(cp.kubeconfig_for_user(name, ("system:masters",))),
+                "CEREBELUM_LEADER_ELECTION": "true",
+                "CEREBELUM_LEASE_NAMESPACE": namespace,
+                "CEREBELUM_POD_NAME": name,
+                "CEREBELUM_LEASE_SECONDS": "3",
+                "CEREBELUM_LEASE_RENEW_SECONDS": "1",
+            },
+        )
+        for name in ("cron-a", "cron-b")
+    ]
+    try:
+        for replica in replicas:
+            replica.start()
+        cluster.apply(cron("often", "@every 1s", successfulHistoryLimit=100), namespace)
+        eventually(lambda: len(runs(cluster, namespace, "often")) >= 3 or None, timeout=15)
+        holder = cluster.kubectl_json("-n", namespace, "get", "lease", "cerebelum-operator")
+        leader = holder["spec"]["holderIdentity"]
+        next(r for r in replicas if r.log_path.name.startswith(leader)).kill()
+        count = len(runs(cluster, namespace, "often"))
+        eventually(lambda: len(runs(cluster, namespace, "often")) >= count + 3 or None, timeout=20)
+        suspend(cluster, namespace, "often")
+    finally:
+        for replica in replicas:
+            replica.stop()
+    created: dict[str, list[str]] = {}
+    for line in cp.audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if (
+            ref.get("resource") == "workflows"
+            and ref.get("namespace") == namespace
+            and event.get("verb") == "create"
+            and event.get("stage") == "ResponseComplete"
+            and (event.get("responseStatus") or {}).get("code") == 201
+        ):
+            created.setdefault(ref.get("name") or "", []).append(event["user"]["username"])
+    names = [r["metadata"]["name"] for r in runs(cluster, namespace, "often")]
+    assert sorted(created) == sorted(names)
+    assert all(len(users) == 1 for users in created.values()), created
+    users = {u for us in created.values() for u in us}
+    assert users == {"cron-a", "cron-b"}, "both replicas led in turn, and each created some"
+    times = sorted(scheduled(r) for r in runs(cluster, namespace, "often"))
+    assert len(times) == len(set(times))
+
+
+def test_cron_trigger_starts_a_run_now_and_a_template_can_be_scheduled(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "cerebelum.io/v1alpha1",
+            "kind": "WorkflowTemplate",
+            "metadata": {"name": "greet"},
+            "spec": {
+                "inputs": {"properties": {"to": {"type": "string", "default": "world"}}},
+                "steps": [{"name": "hello", "noop": {"with": {"to": "${{ inputs.to }}"}}}],
+            },
+        },
+        namespace,
+    )
+    spec = {"templateRef": {"name": "greet"}, "inputs": {"to": "cron"}}
+    cluster.apply(
+        {**cron("yearly", "@yearly"), "spec": {"schedule": "@yearly", "workflowSpec": spec}},
+        namespace,
+    )
+    eventually(
+        lambda: (
+            cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "yearly")
+            .get("status", {})
+            .get("nextScheduleTime")
+        ),
+        timeout=10,
+    )
+    assert runs(cluster, namespace, "yearly") == []
+    ran = cerebelum(cluster, namespace, "cron", "trigger", "yearly", "--watch", "--timeout", "30")
+    assert ran.returncode == 0, ran.stderr
+    [run] = runs(cluster, namespace, "yearly")
+    assert run["metadata"]["name"].startswith("yearly-manual-")
+    done = wait_for_phase(cluster, namespace, run["metadata"]["name"], "Succeeded")
+    assert done["status"]["steps"]["hello"]["output"] == {"to": "cron"}
+    missing = cerebelum(cluster, namespace, "cron", "trigger", "nope")
+    assert (
+        missing.returncode != 0
+        and "CronWorkflow" in missing.stderr
+        and "not found" in missing.stderr
+    )
+
+
+def test_a_bad_schedule_is_refused_by_kubectl_apply_or_reported_by_the_operator(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    refused = cluster.kubectl(
+        "-n", namespace, "apply", "-f", "-", stdin=json.dumps(cron("bad", "* * *")), check=False
+    )
+    assert refused.returncode != 0 and "spec.schedule" in refused.stderr
+    cluster.apply(cron("late", "61 * * * *"), namespace)
+    obj = eventually(
+        lambda: (
+            cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "late")
+            .get("status", {})
+            .get("message")
+        ),
+        timeout=10,
+    )
+    assert "minute: '61' is outside 0-59" in obj
+    assert runs(cluster, namespace, "late") == []
