@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.harness.cluster import eventually
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STEPS = [{"name": "hello", "noop": {"with": {"at": "${{ workflow.name }}"}}}]
 
 
@@ -177,47 +179,35 @@ def test_two_replicas_with_leader_election_never_double_create(
     assert len(times) == len(set(times))
 
 
-def test_cron_trigger_starts_a_run_now_and_a_template_can_be_scheduled(
+def test_the_example_waits_for_its_time_and_cron_trigger_runs_it_now(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    cluster.apply(
-        {
-            "apiVersion": "cerebelum.io/v1alpha1",
-            "kind": "WorkflowTemplate",
-            "metadata": {"name": "greet"},
-            "spec": {
-                "inputs": {"properties": {"to": {"type": "string", "default": "world"}}},
-                "steps": [{"name": "hello", "noop": {"with": {"to": "${{ inputs.to }}"}}}],
-            },
-        },
-        namespace,
-    )
-    spec = {"templateRef": {"name": "greet"}, "inputs": {"to": "cron"}}
-    cluster.apply(
-        {**cron("yearly", "@yearly"), "spec": {"schedule": "@yearly", "workflowSpec": spec}},
-        namespace,
-    )
-    eventually(
+    cluster.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "template.yaml"))
+    cluster.kubectl("-n", namespace, "delete", "workflow", "release-1-4-2")
+    cluster.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "cron.yaml"))
+    status = eventually(
         lambda: (
-            cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "yearly")
+            cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "nightly-release")
             .get("status", {})
             .get("nextScheduleTime")
         ),
         timeout=10,
     )
-    assert runs(cluster, namespace, "yearly") == []
-    ran = cerebelum(cluster, namespace, "cron", "trigger", "yearly", "--watch", "--timeout", "30")
-    assert ran.returncode == 0, ran.stderr
-    [run] = runs(cluster, namespace, "yearly")
-    assert run["metadata"]["name"].startswith("yearly-manual-")
-    done = wait_for_phase(cluster, namespace, run["metadata"]["name"], "Succeeded")
-    assert done["status"]["steps"]["hello"]["output"] == {"to": "cron"}
-    missing = cerebelum(cluster, namespace, "cron", "trigger", "nope")
-    assert (
-        missing.returncode != 0
-        and "CronWorkflow" in missing.stderr
-        and "not found" in missing.stderr
+    nxt = parse_time(status).astimezone(ZoneInfo("Europe/Madrid"))
+    assert (nxt.hour, nxt.minute, nxt.weekday() < 5) == (3, 0, True)
+    assert runs(cluster, namespace, "nightly-release") == []
+    ran = cerebelum(
+        cluster, namespace, "cron", "trigger", "nightly-release", "--watch", "--timeout", "30"
     )
+    assert ran.returncode == 0, ran.stderr
+    [run] = runs(cluster, namespace, "nightly-release")
+    assert run["metadata"]["name"].startswith("nightly-release-manual-")
+    done = wait_for_phase(cluster, namespace, run["metadata"]["name"], "Succeeded")
+    assert done["status"]["steps"]["canary"]["output"]["to"] == "staging"
+    assert done["spec"]["templateRef"]["resourceVersion"]
+    missing = cerebelum(cluster, namespace, "cron", "trigger", "nope")
+    assert missing.returncode != 0 and "CronWorkflow" in missing.stderr
+    assert "not found" in missing.stderr
 
 
 def test_a_bad_schedule_is_refused_by_kubectl_apply_or_reported_by_the_operator(

@@ -104,6 +104,7 @@ COVERED_ELSEWHERE = {
     "ci-build-poll.yaml": "test_actions_http_tcp.py",
     "ci-build-callback.yaml": "test_callbacks.py",
     "template.yaml": "test_templates.py",
+    "cron.yaml": "test_cron.py",
     "database-ready-poll.yaml": "test_actions_http_tcp.py",
     "certificate-poll.yaml": "test_actions_http_tcp.py",
     "health-check.yaml": "test_actions_http_tcp.py",

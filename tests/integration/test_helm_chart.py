@@ -361,9 +361,11 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
                 cluster, namespace, "templated", ("Succeeded", "Failed"), timeout=20
             )
             eventually(
-                lambda: cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "tick")
-                .get("status", {})
-                .get("lastSuccessfulTime"),
+                lambda: (
+                    cluster.kubectl_json("-n", namespace, "get", "cronworkflow", "tick")
+                    .get("status", {})
+                    .get("lastSuccessfulTime")
+                ),
                 timeout=20,
             )
             cluster.kubectl("-n", namespace, "delete", "cronworkflow", "tick")
