@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv binaries node-deps ssh-deps lint typecheck unit test demo e2e-kind devcluster clean
+.PHONY: help venv binaries node-deps ssh-deps browser-deps lint typecheck unit test demo e2e-kind devcluster clean
 
 help:
 	@echo "make demo   - start a local control plane, run the operator and a sample workflow"
@@ -37,6 +37,14 @@ ssh-deps:
 		bash hack/debian-packages.sh openssh-server openssh-client; \
 	else echo "make demo needs OpenSSH's sshd (Debian: apt-get install openssh-server)"; exit 1; fi
 
+# Debian's Chromium and its driver, for the UI's browser tests (skipped without them, except
+# in CI, where CEREBELUM_REQUIRE_NODE makes a skip a failure).
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		bash hack/debian-packages.sh chromium chromium-driver fonts-dejavu-core; \
+	else echo "browser-deps: not root on Debian; the UI's browser tests will be skipped"; fi
+
 lint: venv
 	$(BIN)/ruff check operator tests bench hack examples
 	$(BIN)/ruff format --check operator tests bench hack examples
@@ -49,7 +57,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: binaries node-deps lint typecheck
+test: binaries node-deps browser-deps lint typecheck
 	$(BIN)/pytest
 
 demo: binaries ssh-deps

@@ -6,6 +6,7 @@
     cerebelum submit --from template/NAME [-p K=V]... [--inputs FILE] [--watch]
     cerebelum templates                       WorkflowTemplates with their inputs
     cerebelum cron trigger NAME [--watch]     start one run of a CronWorkflow now
+    cerebelum ui [--port P] [--no-browser]    the web UI on 127.0.0.1, as your kubeconfig's user
     cerebelum list [-A]                       workflows with phase, current step and progress
     cerebelum status NAME                     every step, with deadlines and time remaining
     cerebelum watch NAME                      live progress until the end; exit 0 only on success
@@ -208,7 +209,7 @@ async def _submit(args: argparse.Namespace, workflows: Workflows) -> int:
 async def _cron_trigger(args: argparse.Namespace, workflows: Workflows) -> int:
     """Start one run of a CronWorkflow now, as its schedule would (labelled and owned by
     it, so it counts for concurrencyPolicy and the history limits)."""
-    from cerebelum.kube.crons import run_manifest
+    from cerebelum.api.cronworkflow import run_manifest
 
     cron = await workflows.cron(args.name)
     now = _now()
@@ -400,6 +401,11 @@ def _parser() -> argparse.ArgumentParser:
                 "--data", help="JSON payload (the output of an approval-only step)"
             )
     sub.add_parser("templates", parents=[common], help="list WorkflowTemplates and their inputs")
+    from cerebelum.ui.main import add_arguments as ui_arguments
+
+    ui_arguments(
+        sub.add_parser("ui", parents=[common], help="the web UI, as you (your kubeconfig)")
+    )
     cron = sub.add_parser("cron", help="CronWorkflows: cron trigger NAME")
     cron_sub = cron.add_subparsers(dest="cron_command", required=True)
     trigger = cron_sub.add_parser("trigger", parents=[common], help="start one run now")
@@ -444,6 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "operator":
         return run_operator()
+    if args.command == "ui":
+        from cerebelum.ui.main import serve
+
+        try:
+            return asyncio.run(serve(args, _connect))
+        except KeyboardInterrupt:
+            return 0
     try:
         if args.command == "render":
             _print_manifest(_render(args, args.namespace), args.output)

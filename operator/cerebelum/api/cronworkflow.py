@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
+from cerebelum.api import API_VERSION
 from cerebelum.api.base import ApiModel
 from cerebelum.api.cron import parse_schedule, zone
-from cerebelum.api.durations import Time
+from cerebelum.api.durations import Time, format_time
 from cerebelum.api.spec import WorkflowSpec
 
 CRON_KIND = "CronWorkflow"
@@ -104,3 +106,30 @@ class CronWorkflowStatus(ApiModel):
     active: list[ActiveRun] | None = Field(default=None, description="Runs not finished.")
     message: str | None = Field(default=None, description="What happened at the latest due time.")
     observed_generation: int | None = Field(default=None, description="The spec acted on.")
+
+
+def run_manifest(cron: dict[str, Any], name: str, scheduled: datetime.datetime) -> dict[str, Any]:
+    """The Workflow of one run: the CronWorkflow's workflowSpec, labelled and owned by it
+    (the garbage collector deletes the runs with the CronWorkflow)."""
+    meta = cron["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Workflow",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {LABEL_CRON: meta["name"]},
+            "annotations": {SCHEDULED_TIME: format_time(scheduled)},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": CRON_KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": (cron.get("spec") or {}).get("workflowSpec") or {},
+    }

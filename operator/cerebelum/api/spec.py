@@ -398,6 +398,12 @@ class Approvers(ApiModel):
         default=None, max_length=64, description="Groups whose members are allowed to decide."
     )
 
+    def admits(self, user: str, groups: list[str]) -> bool:
+        """The user may decide (the webhook's rule; the UI greys out a button with it)."""
+        if not self.users and not self.groups:
+            return True
+        return user in (self.users or []) or bool(set(groups) & set(self.groups or []))
+
 
 def instance_problem(schema: dict[str, Any], data: Any, what: str) -> str | None:
     """Why ``data`` does not match ``schema`` (the most relevant error), or None."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cerebelum.api.spec import ApprovalSpec
+from cerebelum.api.spec import ApprovalSpec, Approvers
 from cerebelum.kube.settings import APPROVAL_DATA, APPROVE, CHOICE, CREATED_BY, DECIDED_BY, REJECT
 
 
@@ -71,10 +71,8 @@ def refusal(
         if allowed is None:
             return f"cerebelum.io/{decision.verb}={decision.step}: the workflow has no step named {decision.step!r}"
         users, allowed_groups = allowed
-        if not users and not allowed_groups:
-            continue  # no list: anyone allowed by RBAC to annotate the workflow
-        if user in users or set(groups) & set(allowed_groups):
-            continue
+        if Approvers(users=users, groups=allowed_groups).admits(user, groups):
+            continue  # listed, or no list: anyone allowed by RBAC to annotate the workflow
         who = []
         if users:
             who.append(f"users {', '.join(users)}")

@@ -17,16 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cerebelum.api import API_VERSION, KIND
 from cerebelum.api.base import describe_errors
 from cerebelum.api.cronworkflow import (
-    CRON_KIND,
     LABEL_CRON,
     SCHEDULED_TIME,
     CronWorkflowSpec,
     CronWorkflowStatus,
+    run_manifest,
 )
-from cerebelum.api.durations import format_time, parse_time
+from cerebelum.api.durations import parse_time
 from cerebelum.engine.schedule import Child, CronDecision, CronMeta, decide
 from cerebelum.engine.types import EventRecord
 from cerebelum.kube.cache import Key, slim
@@ -69,33 +68,6 @@ def child_of(body: dict[str, Any]) -> tuple[str, Child] | None:
         finished=_time(status.get("finishedAt")),
     )
     return cron, child
-
-
-def run_manifest(cron: dict[str, Any], name: str, scheduled: datetime.datetime) -> dict[str, Any]:
-    """The Workflow of one run: the CronWorkflow's workflowSpec, labelled and owned by it
-    (the garbage collector deletes the runs with the CronWorkflow)."""
-    meta = cron["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {LABEL_CRON: meta["name"]},
-            "annotations": {SCHEDULED_TIME: format_time(scheduled)},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": CRON_KIND,
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": False,
-                }
-            ],
-        },
-        "spec": (cron.get("spec") or {}).get("workflowSpec") or {},
-    }
 
 
 class Crons:

@@ -14,26 +14,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cerebelum.actions import ActionSettings
+from cerebelum.api.annotations import (  # re-exported: the names the shell uses
+    ANNOTATION_PREFIX as ANNOTATION_PREFIX,
+)
+from cerebelum.api.annotations import (
+    APPROVAL_DATA as APPROVAL_DATA,
+)
+from cerebelum.api.annotations import (
+    APPROVE as APPROVE,
+)
+from cerebelum.api.annotations import (
+    CALLBACK as CALLBACK,
+)
+from cerebelum.api.annotations import (
+    CALLBACK_DATA as CALLBACK_DATA,
+)
+from cerebelum.api.annotations import (
+    CALLBACK_OUTCOME as CALLBACK_OUTCOME,
+)
+from cerebelum.api.annotations import (
+    CALLBACK_RECEIVED_PREFIX as CALLBACK_RECEIVED_PREFIX,
+)
+from cerebelum.api.annotations import (
+    CANCEL as CANCEL,
+)
+from cerebelum.api.annotations import (
+    CHOICE as CHOICE,
+)
+from cerebelum.api.annotations import (
+    CREATED_BY as CREATED_BY,
+)
+from cerebelum.api.annotations import (
+    DECIDED_BY as DECIDED_BY,
+)
+from cerebelum.api.annotations import (
+    REASON as REASON,
+)
+from cerebelum.api.annotations import (
+    REJECT as REJECT,
+)
 from cerebelum.api.durations import parse_duration
-
-ANNOTATION_PREFIX = "cerebelum.io/"
-APPROVE = ANNOTATION_PREFIX + "approve"
-REJECT = ANNOTATION_PREFIX + "reject"
-REASON = ANNOTATION_PREFIX + "reason"
-APPROVAL_DATA = ANNOTATION_PREFIX + "approval-data"
-CANCEL = ANNOTATION_PREFIX + "cancel"
-DECIDED_BY = ANNOTATION_PREFIX + "decided-by"
-#: The option an approver picks, for a gate with ``options``.
-CHOICE = ANNOTATION_PREFIX + "choice"
-#: Who created the workflow: stamped by the webhook at create, never set by a user.
-CREATED_BY = ANNOTATION_PREFIX + "created-by"
-#: ``kubectl annotate workflow W cerebelum.io/callback=STEP [cerebelum.io/callback-data=JSON]``
-CALLBACK = ANNOTATION_PREFIX + "callback"
-CALLBACK_DATA = ANNOTATION_PREFIX + "callback-data"
-#: ``succeeded`` (the default), ``failed`` or ``heartbeat``.
-CALLBACK_OUTCOME = ANNOTATION_PREFIX + "callback-outcome"
-#: A delivery the callback endpoint accepted, one key per step: ``callback.cerebelum.io/STEP``.
-CALLBACK_RECEIVED_PREFIX = "callback.cerebelum.io/"
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
