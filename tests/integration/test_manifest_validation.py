@@ -82,7 +82,10 @@ BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
         workflow("w", [{"name": "a", "approval": {"onTimeout": "Goto"}}]),
         ["spec.steps[0].approval.timeoutGoto", "needs timeoutGoto"],
     ),
-    "no steps": (workflow("w", []), ["spec.steps", "at least 1 item"]),
+    "no steps": (
+        workflow("w", []),
+        ["spec", "a workflow needs spec.steps (at least 1) or spec.templateRef"],
+    ),
     "a finally step depending on a main step": (
         workflow("w", [OK_STEP], **{"finally": [{"name": "f", "noop": {}, "dependsOn": ["ok"]}]}),
         ["spec.finally", "dependsOn must name steps of spec.finally"],
