@@ -58,7 +58,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_SESSION = "cerebelum.session"
+_SESSION = web.RequestKey("session", Session)
 
 
 @dataclass
@@ -129,7 +129,8 @@ class UiServer:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            response = exc
+            _headers(exc)
+            raise
         except ApiException as exc:
             response = web.json_response({"error": _api_message(exc)}, status=exc.status or 502)
         return _headers(response)
@@ -205,12 +206,12 @@ class UiServer:
             samesite="Strict",
             max_age=8 * 3600,
         )
-        return response
+        raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         response = web.HTTPFound("/login")
         response.del_cookie(TOKEN_COOKIE)
-        return response
+        raise response
 
     def _ensure_csrf(self, request: web.Request, response: web.StreamResponse) -> None:
         if not request.cookies.get(CSRF_COOKIE):
@@ -238,9 +239,7 @@ class UiServer:
     # -- reading --------------------------------------------------------------------------
 
     def _session(self, request: web.Request) -> Session:
-        session = request[_SESSION]
-        assert isinstance(session, Session)
-        return session
+        return request[_SESSION]
 
     def _namespace(self, request: web.Request) -> str:
         ns = request.query.get("ns") or self.settings.namespace
