@@ -13,6 +13,8 @@ from typing import Any
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from cerebelum.ui.views import summary
+
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "cerebelum.io", "v1alpha1", "workflows"
@@ -32,6 +34,8 @@ class WatchCache:
         self.api = api
         self.namespace = namespace
         self.items: dict[str, dict[str, Any]] = {}
+        #: The list's row of each workflow, computed once per change (not per request).
+        self.rows: dict[str, dict[str, Any]] = {}
         self.ready = asyncio.Event()
         #: Why the last list failed (a 403: the user may not list workflows here).
         self.error: ApiException | None = None
@@ -50,8 +54,12 @@ class WatchCache:
 
     def load(self, items: list[dict[str, Any]]) -> None:
         """Fill the cache without an API server (the bench)."""
-        self.items = {i["metadata"]["name"]: i for i in items}
+        self._replace(items)
         self.ready.set()
+
+    def _replace(self, items: list[dict[str, Any]]) -> None:
+        self.items = {i["metadata"]["name"]: _slim(i) for i in items}
+        self.rows = {name: summary(obj) for name, obj in self.items.items()}
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_BACKLOG)
@@ -84,7 +92,7 @@ class WatchCache:
                 listed = await custom.list_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, PLURAL
                 )
-                self.items = {i["metadata"]["name"]: _slim(i) for i in listed["items"]}
+                self._replace(listed["items"])
                 self.error = None
                 self.ready.set()
                 self._publish("RESYNC", {"metadata": {"namespace": self.namespace}})
@@ -111,8 +119,10 @@ class WatchCache:
                         name = obj["metadata"]["name"]
                         if kind == "DELETED":
                             self.items.pop(name, None)
+                            self.rows.pop(name, None)
                         else:
                             self.items[name] = _slim(obj)
+                            self.rows[name] = summary(obj)
                         self._publish(kind, obj)
             except asyncio.CancelledError:
                 raise

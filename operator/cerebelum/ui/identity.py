@@ -80,8 +80,8 @@ class TokenIdentity:
         configuration.host = self.host
         configuration.ssl_ca_cert = self.ca_file
         configuration.verify_ssl = self.verify
-        configuration.api_key = {"authorization": token}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.api_key = {"BearerToken": token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(configuration)
 
     async def session_for(self, token: str | None) -> Session | None:

@@ -295,8 +295,8 @@ class UiServer:
         except ValueError:
             raise web.HTTPBadRequest(text="page and size are numbers") from None
         return web.json_response(
-            views.list_page(
-                cache.items.values(), phases=phases, query=q.get("q") or "", page=page, size=size
+            views.list_rows(
+                cache.rows.values(), phases=phases, query=q.get("q") or "", page=page, size=size
             )
         )
 

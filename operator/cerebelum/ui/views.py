@@ -60,14 +60,28 @@ def list_page(
     page: int = 1,
     size: int = PAGE_SIZE,
 ) -> dict[str, Any]:
+    """A page of the list of these workflows (see ``list_rows``)."""
+    return list_rows(
+        (summary(obj) for obj in items), phases=phases, query=query, page=page, size=size
+    )
+
+
+def list_rows(
+    rows: Iterable[dict[str, Any]],
+    *,
+    phases: set[str] | None = None,
+    query: str = "",
+    page: int = 1,
+    size: int = PAGE_SIZE,
+) -> dict[str, Any]:
     """A page of the list, newest first, filtered by phase and by a search in names,
-    current steps and messages; with the count of each phase (for the filter chips)."""
+    current steps and messages; with the count of each phase (for the filter chips).
+    ``rows`` are ``summary`` rows, which the cache keeps up to date as changes arrive."""
     size = max(1, min(size, MAX_PAGE_SIZE))
     needle = query.strip().lower()
     counts: dict[str, int] = {}
     chosen = []
-    for obj in items:
-        row = summary(obj)
+    for row in rows:
         counts[row["phase"]] = counts.get(row["phase"], 0) + 1
         if phases and row["phase"] not in phases:
             continue
