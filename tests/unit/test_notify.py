@@ -133,3 +133,14 @@ def test_a_slack_notice_says_what_waits_until_when_who_decides_and_how() -> None
         generic["dedupeKey"] == "uid-1.go_live.1.approval"
         and generic["whoMayDecide"] == "group ops"
     )
+
+
+def test_with_a_ui_a_notice_links_to_the_workflows_page() -> None:
+    out = run(spec(), None, 0)
+    [call] = out.actions
+    generic = body(
+        {**call.params, "target": {**TARGET, "format": "Generic"}}, "https://ui.example/"
+    )
+    assert generic["link"] == "https://ui.example/#/wf/prod/release"
+    assert generic["how"][0] == "open https://ui.example/#/wf/prod/release"
+    assert body({**call.params, "target": {**TARGET, "format": "Generic"}})["link"] is None

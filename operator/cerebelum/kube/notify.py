@@ -10,7 +10,9 @@ commands). Every send carries the notice's dedupe key, in the body and as the
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from cerebelum.actions import ActionContext
 from cerebelum.actions.errors import ActionError
@@ -18,6 +20,19 @@ from cerebelum.api.durations import format_time, parse_time
 from cerebelum.kube import settings as names
 
 _GENERIC = "Generic"
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    #: The web UI's address: a notice links to the workflow's (and step's) page there.
+    ui_url: str | None = None
+
+
+def page_link(ui_url: str | None, namespace: str | None, name: str | None) -> str | None:
+    """The UI's page of a workflow (None without a UI)."""
+    if not (ui_url and namespace and name):
+        return None
+    return f"{ui_url.rstrip('/')}/#/wf/{quote(namespace)}/{quote(name)}"
 
 
 def _when(stamp: Any) -> str | None:
@@ -29,8 +44,9 @@ def _when(stamp: Any) -> str | None:
         return None
 
 
-def describe(params: dict[str, Any]) -> dict[str, Any]:
-    """The notice's facts, and the sentence and commands a person reads."""
+def describe(params: dict[str, Any], ui_url: str | None = None) -> dict[str, Any]:
+    """The notice's facts, and the sentence and commands a person reads (and, with a UI,
+    the link to the workflow's page, where the gate can be answered)."""
     notice = params.get("notice") or {}
     wf = params.get("workflow") or {}
     name, namespace, step = wf.get("name"), wf.get("namespace"), notice.get("step")
@@ -67,7 +83,11 @@ def describe(params: dict[str, Any]) -> dict[str, Any]:
         text += f" (since {since}" + (f", until {until})" if until else ")")
     if who:
         text += f"; who may decide: {who}"
+    link = page_link(ui_url, namespace, name)
+    if link:
+        how = [f"open {link}", *how]
     return {
+        "link": link,
         "text": text,
         "workflow": name,
         "namespace": namespace,
@@ -81,8 +101,8 @@ def describe(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def body(params: dict[str, Any]) -> dict[str, Any]:
-    facts = describe(params)
+def body(params: dict[str, Any], ui_url: str | None = None) -> dict[str, Any]:
+    facts = describe(params, ui_url)
     if ((params.get("target") or {}).get("format") or _GENERIC) == _GENERIC:
         return facts
     blocks: list[dict[str, Any]] = [
@@ -112,7 +132,11 @@ async def send(params: dict[str, Any], context: ActionContext) -> Any:
     headers = {"Idempotency-Key": context.idempotency_key}
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(url.strip(), json=body(params), headers=headers) as reply,
+        session.post(
+            url.strip(),
+            json=body(params, getattr(context.settings, "ui_url", None)),
+            headers=headers,
+        ) as reply,
     ):
         if reply.status >= 300:
             raise ActionError(

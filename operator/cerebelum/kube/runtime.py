@@ -16,6 +16,7 @@ after a few failures in a row the workflow gets a Warning Event and a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import logging
@@ -416,7 +417,10 @@ class Runtime:
 
     async def _execute(self, body: dict[str, Any], call: ActionCall) -> ActionResult:
         if call.kind == NOTIFY_KIND:  # a notice, not a step's action
-            sent = await execute(notify.send, call, self._context(body, call))
+            context = dataclasses.replace(
+                self._context(body, call), settings=notify.NotifySettings(self.settings.ui_url)
+            )
+            sent = await execute(notify.send, call, context)
             metrics.NOTIFICATIONS.labels("sent" if sent.ok else "failed").inc()
             return sent
         metrics.ACTION_ATTEMPTS.labels(call.kind).inc()

@@ -211,6 +211,9 @@ class OperatorSettings:
     metrics_port: int | None = None
     #: Reporting component name on Events.
     component: str = "cerebelum-operator"
+    #: The web UI as users reach it (https://cerebelum.example.com/): notices link to the
+    #: step's page there. None: no link.
+    ui_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -224,4 +227,5 @@ class OperatorSettings:
             actions=ActionSettings.from_env(env),
             metrics_port=_port(env, "CEREBELUM_METRICS_PORT"),
             ttl_after_finished=_duration(env, "CEREBELUM_TTL_AFTER_FINISHED"),
+            ui_url=(env.get("CEREBELUM_UI_URL") or "").strip() or None,
         )
