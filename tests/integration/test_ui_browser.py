@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +258,7 @@ def test_a_cross_site_post_is_refused(
     find(browser, "#workflows")
     _Evil.target = f"{alice.url}api/workflows/{namespace}/long/cancel"
     port = free_port()
-    evil = HTTPServer(("127.0.0.1", port), _Evil)
+    evil = ThreadingHTTPServer(("127.0.0.1", port), _Evil)
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     try:
         browser.get(f"http://localhost:{port}/")  # another origin
@@ -283,3 +283,36 @@ def test_a_cross_site_post_is_refused(
     answer = urllib.request.urlopen(alice.url, timeout=5)
     policy = answer.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_a_template_runs_from_its_form_and_a_callback_is_answered(
+    cluster: Cluster,
+    namespace: str,
+    operator: OperatorProcess,
+    ui: dict[str, UiProcess],
+    browser: Any,
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    cluster.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "template.yaml"))
+    cluster.kubectl("-n", namespace, "delete", "workflow", "release-1-4-2")
+    browser.get(ui["alice"].url + "#/templates")
+    find(browser, "#input-release-version").send_keys("2.0.0")
+    Select(find(browser, "#input-release-environment")).select_by_visible_text("production")
+    find(browser, 'form[data-template="release"] button[type="submit"]').click()
+    wait_text(browser, "h1", "release-", timeout=10)
+    name = browser.current_url.rsplit("/", 1)[1]
+    done = wait_for_phase(cluster, namespace, name, "Succeeded", timeout=30)
+    assert done["spec"]["inputs"] == {
+        "version": "2.0.0",
+        "environment": "production",
+        "canaryPercent": 10,
+    }
+    cluster.apply(workflow("ci", [{"name": "build", "callback": {"timeout": "1h"}}]), namespace)
+    wait_for_phase(cluster, namespace, "ci", "WaitingForCallback")
+    browser.get(ui["alice"].url + f"#/wf/{namespace}/ci")
+    find(browser, "#callback-data-build").send_keys('{"artifact": "web.tar"}')
+    find(browser, "#callback-build button.primary").click()
+    browser.switch_to.alert.accept()
+    done = wait_for_phase(cluster, namespace, "ci", "Succeeded", timeout=20)
+    assert done["status"]["steps"]["build"]["output"] == {"artifact": "web.tar"}

@@ -65,7 +65,8 @@ async def serve(args: argparse.Namespace, connect: object) -> int:
         identity = LocalIdentity(api)
         settings = UiSettings(namespace=namespace, secure_cookies=False, mode="local")
     server = UiServer(identity, settings)
-    runner = web.AppRunner(server.app, access_log=None)
+    # Open event streams would hold a graceful stop for a minute: give them two seconds.
+    runner = web.AppRunner(server.app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, args.address, args.port)
     await site.start()

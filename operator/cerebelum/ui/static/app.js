@@ -20,6 +20,10 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+function fill(parent, ...children) {
+  parent.replaceChildren(...children.flat().filter(c => c !== null && c !== undefined));
+}
+
 function csrf() {
   const m = document.cookie.match(/(?:^|; )cerebelum_csrf=([^;]+)/);
   return m ? decodeURIComponent(m[1]) : "";
@@ -112,7 +116,7 @@ async function pageWorkflows(main) {
     el("button", { type: "button", disabled: data.page <= 1, onclick: () => { state.page -= 1; render(); } }, "Previous"),
     el("span", { id: "page" }, `page ${data.page} of ${data.pages} · ${data.total} workflows`),
     el("button", { type: "button", disabled: data.page >= data.pages, onclick: () => { state.page += 1; render(); } }, "Next"));
-  main.replaceChildren(el("h1", {}, "Workflows in " + state.ns), search, chips,
+  fill(main, el("h1", {}, "Workflows in " + state.ns), search, chips,
     el("table", { id: "workflows" },
       el("thead", {}, el("tr", {}, ["Name", "Phase", "Progress"].map(h => el("th", { scope: "col" }, h)),
         el("th", { scope: "col", class: "wide" }, "Step"), el("th", { scope: "col", class: "wide" }, "Wakes in"), el("th", { scope: "col" }, "Age"))),
@@ -128,7 +132,7 @@ async function pageWaiting(main) {
     g.deadline ? el("p", {}, "Decide within ", countdown(g.deadline)) : el("p", {}, "No deadline"),
     g.required ? el("p", {}, `${(g.votes || []).length} of ${g.required} approvals`) : null,
     el("a", { href: "#/wf/" + encodeURIComponent(g.namespace) + "/" + encodeURIComponent(g.workflow), class: "open" }, "Open to decide")));
-  main.replaceChildren(el("h1", {}, "Waiting for me"),
+  fill(main, el("h1", {}, "Waiting for me"),
     items.length ? el("ul", { id: "waiting" }, items) : el("p", { id: "waiting-empty" }, "Nothing waits for you in " + state.ns + "."));
 }
 
@@ -223,6 +227,30 @@ function show(value) {
   return el("pre", {}, typeof value === "string" ? value : JSON.stringify(value, null, 2));
 }
 
+function callbackForm(ns, name, step) {
+  const id = step.name;
+  const data = el("textarea", { id: "callback-data-" + id, rows: 3 });
+  const send = async (outcome) => {
+    if (!confirm(`${outcome ? "Report failure of" : "Call back"} step ${id} of ${name}?`)) return;
+    const body = { step: id };
+    try {
+      if (data.value.trim()) body.data = JSON.parse(data.value);
+      if (outcome) body.outcome = outcome;
+      await api(`/api/workflows/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/signal`, body);
+      flash(`callback of ${id} sent`, true);
+    } catch (e) { flash(e.message); }
+    render();
+  };
+  const allowed = state.me && state.me.canPatch;
+  return el("form", { class: "gate", id: "callback-" + id, onsubmit: (e) => e.preventDefault() },
+    el("h3", {}, "Callback: " + id),
+    step.deadline ? el("p", {}, "Times out in ", countdown(step.deadline)) : null,
+    el("label", { for: data.id }, "Payload (JSON, the step's output)"), data,
+    el("p", {},
+      el("button", { type: "button", class: "primary", disabled: !allowed, onclick: () => send(null) }, "Call back"), " ",
+      el("button", { type: "button", class: "danger", disabled: !allowed, onclick: () => send("failed") }, "Report failure")));
+}
+
 async function pageWorkflow(main, ns, name) {
   const d = await api(`/api/workflows/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   const s = d.summary;
@@ -238,7 +266,10 @@ async function pageWorkflow(main, ns, name) {
     d.suspended
       ? el("button", { type: "button", id: "resume", disabled: !can, onclick: () => act("resume") }, "Resume")
       : el("button", { type: "button", id: "suspend", disabled: !can, onclick: () => act("suspend") }, "Suspend"));
-  const gates = d.steps.filter(st => st.phase === "WaitingForApproval").map(st => gateForm(ns, name, st));
+  const gates = [
+    ...d.steps.filter(st => st.phase === "WaitingForApproval").map(st => gateForm(ns, name, st)),
+    ...d.steps.filter(st => st.phase === "WaitingForCallback").map(st => callbackForm(ns, name, st)),
+  ];
   const rows = d.steps.map(st => el("tr", { "data-step": st.name },
     el("th", { scope: "row" }, st.name),
     el("td", { class: "step-phase" }, phase(st.phase)),
@@ -249,7 +280,7 @@ async function pageWorkflow(main, ns, name) {
       st.message ? el("div", {}, st.message) : null,
       st.error ? el("div", { class: "error" }, `${st.error.errorClass}: ${st.error.message}`) : null,
       st.output !== undefined && st.output !== null ? el("details", {}, el("summary", {}, "output"), show(st.output)) : null)));
-  main.replaceChildren(
+  fill(main, 
     el("h1", {}, name, " ", phase(s.phase)),
     el("p", { id: "message" }, s.message || ""),
     d.main ? el("p", {}, `Main steps ended ${d.main.phase} (${d.main.reason}); finally steps run`) : null,
@@ -297,7 +328,7 @@ async function pageTemplates(main) {
     return el("form", { class: "inputs gate", "data-template": t.name, onsubmit: (e) => { e.preventDefault(); submit(); } },
       el("h2", {}, t.name), ...fields.flat(), el("p", {}, el("button", { type: "submit", class: "primary" }, "Run")));
   });
-  main.replaceChildren(el("h1", {}, "Templates in " + state.ns), ...(items.length ? items : [el("p", {}, "No templates.")]));
+  fill(main, el("h1", {}, "Templates in " + state.ns), ...(items.length ? items : [el("p", {}, "No templates.")]));
 }
 
 async function pageCrons(main) {
@@ -310,7 +341,7 @@ async function pageCrons(main) {
       try { const made = await api(`/api/crons/${encodeURIComponent(state.ns)}/${encodeURIComponent(c.name)}/trigger`, {}); location.hash = "#/wf/" + encodeURIComponent(state.ns) + "/" + encodeURIComponent(made.name); }
       catch (e) { flash(e.message); }
     } }, "Run now"))));
-  main.replaceChildren(el("h1", {}, "Schedules in " + state.ns),
+  fill(main, el("h1", {}, "Schedules in " + state.ns),
     el("table", {}, el("thead", {}, el("tr", {}, ["Name", "Schedule", "", "Last", "Next in", ""].map(h => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)));
 }
 
@@ -323,6 +354,10 @@ async function render() {
   for (const a of document.querySelectorAll("header nav a")) a.removeAttribute("aria-current");
   const nav = document.getElementById("nav-" + (parts[0] === "wf" ? "workflows" : parts[0]));
   if (nav) nav.setAttribute("aria-current", "page");
+  // What the user is typing survives a live update: values and focus are put back.
+  const typed = {};
+  for (const f of main.querySelectorAll("input[id], textarea[id], select[id]")) typed[f.id] = f.value;
+  const focused = document.activeElement && main.contains(document.activeElement) ? document.activeElement.id : null;
   const run = (async () => {
     try {
       if (parts[0] === "wf" && parts.length >= 3) await pageWorkflow(main, parts[1], parts[2]);
@@ -330,6 +365,11 @@ async function render() {
       else if (parts[0] === "templates") await pageTemplates(main);
       else if (parts[0] === "crons") await pageCrons(main);
       else await pageWorkflows(main);
+      for (const [id, value] of Object.entries(typed)) {
+        const f = document.getElementById(id);
+        if (f && main.contains(f) && f.type !== "search") f.value = value;
+      }
+      if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
       document.body.dataset.rendered = String(Date.now());
     } catch (e) { flash(e.message); }
   })();
@@ -338,7 +378,14 @@ async function render() {
 }
 
 let pending = null;
-function changed() {
+function changed(event) {
+  const route = (location.hash || "#/workflows").slice(2).split("/").map(decodeURIComponent);
+  if (route[0] === "templates" || route[0] === "crons") return;  // no workflow shown
+  if (route[0] === "wf") {
+    let change = {};
+    try { change = JSON.parse(event.data); } catch (_) { /* a resync */ }
+    if (change.name && change.name !== route[2]) return;  // another workflow
+  }
   if (pending) return;
   pending = setTimeout(() => { pending = null; render(); }, 150);
 }
