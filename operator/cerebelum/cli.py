@@ -1,6 +1,6 @@
 """The ``cerebelum`` command (also ``kubectl cerebelum``, as a kubectl plugin).
 
-    cerebelum render MODULE:WORKFLOW [--inputs JSON] [--input K=V]   print the Workflow manifest
+    cerebelum render MODULE:WORKFLOW [--inputs JSON] [--input K=V] [--template]   print the manifest
     cerebelum apply MODULE:WORKFLOW [...] [--watch]   render and create it
     cerebelum worker [--queue Q] MODULE...    run the Python steps of a queue
     cerebelum submit --from template/NAME [-p K=V]... [--inputs FILE] [--watch]
@@ -283,6 +283,8 @@ def _render(args: argparse.Namespace, namespace: str | None) -> dict[str, Any]:
     if not isinstance(definition, WorkflowDef):
         raise UserError(f"{args.target} is not a @workflow")
     try:
+        if getattr(args, "template", False):
+            return definition.render_template(name=args.name, namespace=namespace)
         return definition.render(_inputs(args), name=args.name, namespace=namespace)
     except DefinitionError as exc:
         raise UserError(str(exc)) from None
@@ -367,6 +369,11 @@ def _parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", parents=[rendering], help="print the Workflow manifest")
     render.add_argument("-n", "--namespace", help="put this namespace in the manifest")
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    render.add_argument(
+        "--template",
+        action="store_true",
+        help="print a WorkflowTemplate (its default inputs become the inputs schema)",
+    )
     apply = sub.add_parser(
         "apply", parents=[common, rendering], help="render a workflow and create it"
     )

@@ -273,6 +273,9 @@ def test_cli_render_prints_the_manifest(capsys: pytest.CaptureFixture[str]) -> N
     assert manifest["spec"]["inputs"]["ssh_port"] == 2222
     assert cli_main(["render", str(ROOT / target), "--name", "web-1"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["metadata"]["name"] == "web-1"
+    assert cli_main(["render", str(ROOT / target), "--template", "-o", "json"]) == 0
+    template = json.loads(capsys.readouterr().out)
+    assert template["kind"] == "WorkflowTemplate" and "properties" in template["spec"]["inputs"]
 
 
 def test_cli_render_explains_a_bad_target(capsys: pytest.CaptureFixture[str]) -> None:
