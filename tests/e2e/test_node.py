@@ -318,6 +318,83 @@ def test_metrics_are_scraped_through_the_service(node: Cluster, release: list[st
     assert "cerebelum_reconcile_concurrency" in text
 
 
+def test_the_ui_acts_with_the_users_token_and_its_own_may_do_nothing(
+    node: Cluster, release: list[str]
+) -> None:
+    [ui] = node.kubectl_json(
+        "-n", SYSTEM, "get", "services", "-l", "app.kubernetes.io/component=ui"
+    )["items"]
+    base = f"http://{ui['spec']['clusterIP']}:{ui['spec']['ports'][0]['port']}"
+    eventually(
+        lambda: urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200, timeout=90
+    )
+    # No token: the login page.
+    with urllib.request.urlopen(f"{base}/", timeout=5) as answer:
+        assert answer.url.endswith("/login") and "Sign in to Cerebelum" in answer.read().decode()
+    # alice: a ServiceAccount allowed to read and annotate workflows in the namespace.
+    node.kubectl("-n", NS, "create", "serviceaccount", "alice")
+    node.kubectl(
+        "-n",
+        NS,
+        "create",
+        "role",
+        "workflow-approver",
+        "--verb=get,list,watch,patch",
+        "--resource=workflows.cerebelum.io",
+    )
+    node.kubectl(
+        "-n",
+        NS,
+        "create",
+        "rolebinding",
+        "alice-approves",
+        "--role=workflow-approver",
+        f"--serviceaccount={NS}:alice",
+    )
+    alice = node.kubectl("-n", NS, "create", "token", "alice").stdout.strip()
+    who = f"system:serviceaccount:{NS}:alice"
+    node.apply(
+        workflow("ui-gate", [{"name": "gate", "approval": {"approvers": {"users": [who]}}}]), NS
+    )
+    wait_for_phase(node, NS, "ui-gate", "WaitingForApproval", timeout=60)
+
+    def call(path: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+        headers = {"Authorization": f"Bearer {token}"}
+        data = None
+        if body is not None:
+            headers |= {
+                "Content-Type": "application/json",
+                "X-CSRF-Token": "t",
+                "Cookie": "cerebelum_csrf=t",
+            }
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
+
+    status, page = call(f"/api/waiting?ns={NS}", alice)
+    assert status == 200 and '"step": "gate"' in page, page
+    status, answer = call(
+        f"/api/workflows/{NS}/ui-gate/approve", alice, {"step": "gate", "reason": "from the UI"}
+    )
+    assert status == 200, answer
+    done = wait_for_phase(node, NS, "ui-gate", "Succeeded", timeout=60)
+    assert done["status"]["steps"]["gate"]["approval"]["decidedBy"] == who
+    # The UI's own ServiceAccount: no token is mounted, and one made for it can read nothing.
+    account = ui["metadata"]["name"]  # the Service and the ServiceAccount share the name
+    own = node.kubectl("-n", SYSTEM, "create", "token", account).stdout.strip()
+    as_ui = node.kubeconfig_with_token("ui-account", own)
+    refused = node.kubectl("-n", NS, "get", "workflows", check=False, kubeconfig=as_ui)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+    status, answer = call(f"/api/workflows?ns={NS}", own)
+    assert status == 403, answer
+    [pod] = _pods(node, "app.kubernetes.io/component=ui")
+    assert pod["spec"].get("automountServiceAccountToken") is False
+
+
 def test_deleting_the_leader_pod_mid_run_loses_nothing(
     node: Cluster,
     release: list[str],
@@ -404,80 +481,3 @@ def test_upgrade_with_a_new_certificate_then_uninstall_leaves_nothing(
         return True
 
     eventually(nothing_left, timeout=90)
-
-
-def test_the_ui_acts_with_the_users_token_and_its_own_may_do_nothing(
-    node: Cluster, release: list[str]
-) -> None:
-    [ui] = node.kubectl_json(
-        "-n", SYSTEM, "get", "services", "-l", "app.kubernetes.io/component=ui"
-    )["items"]
-    base = f"http://{ui['spec']['clusterIP']}:{ui['spec']['ports'][0]['port']}"
-    eventually(
-        lambda: urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200, timeout=90
-    )
-    # No token: the login page.
-    with urllib.request.urlopen(f"{base}/", timeout=5) as answer:
-        assert answer.url.endswith("/login") and "Sign in to Cerebelum" in answer.read().decode()
-    # alice: a ServiceAccount allowed to read and annotate workflows in the namespace.
-    node.kubectl("-n", NS, "create", "serviceaccount", "alice")
-    node.kubectl(
-        "-n",
-        NS,
-        "create",
-        "role",
-        "workflow-approver",
-        "--verb=get,list,watch,patch",
-        "--resource=workflows.cerebelum.io",
-    )
-    node.kubectl(
-        "-n",
-        NS,
-        "create",
-        "rolebinding",
-        "alice-approves",
-        "--role=workflow-approver",
-        f"--serviceaccount={NS}:alice",
-    )
-    alice = node.kubectl("-n", NS, "create", "token", "alice").stdout.strip()
-    who = f"system:serviceaccount:{NS}:alice"
-    node.apply(
-        workflow("ui-gate", [{"name": "gate", "approval": {"approvers": {"users": [who]}}}]), NS
-    )
-    wait_for_phase(node, NS, "ui-gate", "WaitingForApproval", timeout=60)
-
-    def call(path: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
-        headers = {"Authorization": f"Bearer {token}"}
-        data = None
-        if body is not None:
-            headers |= {
-                "Content-Type": "application/json",
-                "X-CSRF-Token": "t",
-                "Cookie": "cerebelum_csrf=t",
-            }
-            data = json.dumps(body).encode()
-        request = urllib.request.Request(base + path, data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as refused:
-            return refused.code, refused.read().decode()
-
-    status, page = call(f"/api/waiting?ns={NS}", alice)
-    assert status == 200 and '"step": "gate"' in page, page
-    status, answer = call(
-        f"/api/workflows/{NS}/ui-gate/approve", alice, {"step": "gate", "reason": "from the UI"}
-    )
-    assert status == 200, answer
-    done = wait_for_phase(node, NS, "ui-gate", "Succeeded", timeout=60)
-    assert done["status"]["steps"]["gate"]["approval"]["decidedBy"] == who
-    # The UI's own ServiceAccount: no token is mounted, and one made for it can read nothing.
-    account = ui["metadata"]["name"]  # the Service and the ServiceAccount share the name
-    own = node.kubectl("-n", SYSTEM, "create", "token", account).stdout.strip()
-    as_ui = node.kubeconfig_with_token("ui-account", own)
-    refused = node.kubectl("-n", NS, "get", "workflows", check=False, kubeconfig=as_ui)
-    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
-    status, answer = call(f"/api/workflows?ns={NS}", own)
-    assert status == 403, answer
-    [pod] = _pods(node, "app.kubernetes.io/component=ui")
-    assert pod["spec"].get("automountServiceAccountToken") is False
