@@ -20,7 +20,7 @@ from tests.fakes.http_server import FakeHttpServer
 from tests.harness import Cluster
 from tests.harness.cluster import eventually, free_port
 from tests.harness.operator import OperatorProcess
-from tests.harness.workflows import wait_for_phase, workflow
+from tests.harness.workflows import get, wait_for_phase, workflow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ci-build-callback.yaml"
 
@@ -214,7 +214,15 @@ def test_a_callback_given_while_the_operator_is_down_is_applied_once(
         build = done["status"]["steps"]["build"]
         assert build["output"] == {"artifact": "by-hand.tgz"}
         assert build["callback"]["receivedBy"] == "kubectl"
-        assert "cerebelum.io/callback" not in done["metadata"].get("annotations", {})
+        # The annotation goes right after the status write that used it (not in the same
+        # write): look until it has gone.
+        eventually(
+            lambda: (
+                "cerebelum.io/callback"
+                not in (get(cluster, namespace, "down")["metadata"].get("annotations") or {})
+            ),
+            timeout=10,
+        )
         succeeded = [
             h
             for h in done["status"]["history"]
