@@ -237,14 +237,7 @@ def _submit_inputs(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(given, dict):
             raise UserError(f"--inputs {args.inputs}: expected a mapping of input names to values")
         inputs.update(given)
-    for item in args.param or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"-p {item!r}: expected KEY=VALUE")
-        try:
-            inputs[key] = json.loads(value)
-        except ValueError:
-            inputs[key] = value
+    inputs.update(_key_values(args.param, "-p"))
     return inputs
 
 
@@ -258,15 +251,22 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(given, dict):
             raise UserError("--inputs must be a JSON object")
         inputs.update(given)
-    for item in args.input or []:
+    inputs.update(_key_values(args.input, "--input"))
+    return inputs
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments; VALUE parsed as JSON when it is JSON, else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--input {item!r}: expected KEY=VALUE")
+            raise UserError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            inputs[key] = json.loads(value)
+            out[key] = json.loads(value)
         except ValueError:
-            inputs[key] = value
-    return inputs
+            out[key] = value
+    return out
 
 
 def _render(args: argparse.Namespace, namespace: str | None) -> dict[str, Any]:

@@ -99,12 +99,27 @@ class KubeClient:
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""
+        return await self._replace_status(PLURAL, body, status)
+
+    async def replace_cron_status(
+        self, body: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write a CronWorkflow's status; Conflict if ``body`` is stale, Gone if deleted."""
+        return await self._replace_status(CRON_PLURAL, body, status)
+
+    async def _replace_status(
+        self, plural: str, body: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any]:
         meta = body["metadata"]
-        new_body = status_update(body, status)
         try:
-            with _counted("update", "workflows/status"):
+            with _counted("update", f"{plural}/status"):
                 result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
-                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], new_body
+                    GROUP,
+                    VERSION,
+                    meta["namespace"],
+                    plural,
+                    meta["name"],
+                    status_update(body, status),
                 )
         except ApiException as exc:
             if exc.status == 409:
@@ -141,29 +156,6 @@ class KubeClient:
             if exc.status == 409:
                 raise Conflict(meta["name"]) from None
             raise
-
-    async def replace_cron_status(
-        self, body: dict[str, Any], status: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Write a CronWorkflow's status; Conflict if ``body`` is stale, Gone if deleted."""
-        meta = body["metadata"]
-        try:
-            with _counted("update", f"{CRON_PLURAL}/status"):
-                result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    meta["namespace"],
-                    CRON_PLURAL,
-                    meta["name"],
-                    status_update(body, status),
-                )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(meta["name"]) from None
-            if object_missing(exc, meta["name"]):
-                raise Gone(meta["name"]) from None
-            raise
-        return result
 
     async def create_workflow(self, manifest: dict[str, Any]) -> bool:
         """Create a Workflow; False if one of that name exists already (a run created

@@ -327,39 +327,27 @@ class Workflows:
         self.namespace = namespace
 
     async def get(self, name: str) -> dict[str, Any]:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        try:
-            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                "cerebelum.io", "v1alpha1", self.namespace, "workflows", name
-            )
-        except ApiException as exc:
-            raise UserError(_api_message(exc, f"workflow {self.namespace}/{name}")) from None
-        return result
+        return await self._get("workflows", name, f"workflow {self.namespace}/{name}")
 
     async def template(self, name: str) -> dict[str, Any]:
         """A WorkflowTemplate of this namespace."""
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        try:
-            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                "cerebelum.io", "v1alpha1", self.namespace, "workflowtemplates", name
-            )
-        except ApiException as exc:
-            what = f"WorkflowTemplate {self.namespace}/{name}"
-            raise UserError(_api_message(exc, what)) from None
-        return result
+        return await self._get(
+            "workflowtemplates", name, f"WorkflowTemplate {self.namespace}/{name}"
+        )
 
     async def cron(self, name: str) -> dict[str, Any]:
         """A CronWorkflow of this namespace."""
+        return await self._get("cronworkflows", name, f"CronWorkflow {self.namespace}/{name}")
+
+    async def _get(self, plural: str, name: str, what: str) -> dict[str, Any]:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
             result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                "cerebelum.io", "v1alpha1", self.namespace, "cronworkflows", name
+                "cerebelum.io", "v1alpha1", self.namespace, plural, name
             )
         except ApiException as exc:
-            raise UserError(_api_message(exc, f"CronWorkflow {self.namespace}/{name}")) from None
+            raise UserError(_api_message(exc, what)) from None
         return result
 
     async def templates(self) -> list[dict[str, Any]]:
