@@ -18,6 +18,7 @@ def test_pin_matches_go_mod(name: str) -> None:
         "etcd": "go.etcd.io/etcd/server/v3",
         "kubernetes": "k8s.io/kubernetes",
         "helm": "helm.sh/helm/v3",
+        "argo": "github.com/argoproj/argo-workflows/v3",
     }[tool.module_dir]
     required = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", go_mod, re.M)
     assert required, f"{module} is not required in {tool.module_dir}/go.mod"

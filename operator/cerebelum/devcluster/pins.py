@@ -12,6 +12,8 @@ KUBERNETES_VERSION = "v1.36.3"
 #: The etcd version that Kubernetes v1.36.3 names in its own go.mod.
 ETCD_VERSION = "v3.6.8"
 HELM_VERSION = "v3.21.4"
+#: Argo Workflows' controller, built only for bench/vs_argo.py (never by make test).
+ARGO_VERSION = "v3.6.5"
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,15 @@ TOOLS: dict[str, Tool] = {
             env_var="CEREBELUM_HELM",
             version_args=("version", "--short"),
             ldflags=_helm_ldflags(HELM_VERSION),
+        ),
+        Tool(
+            name="workflow-controller",
+            version=ARGO_VERSION,
+            module_dir="argo",
+            package="github.com/argoproj/argo-workflows/v3/cmd/workflow-controller",
+            env_var="CEREBELUM_ARGO_CONTROLLER",
+            version_args=("version",),
+            ldflags=(f"-X github.com/argoproj/argo-workflows/v3.version={ARGO_VERSION}",),
         ),
     )
 }
