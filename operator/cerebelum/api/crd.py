@@ -115,6 +115,11 @@ def _object_schema(
     if status_model is not None:
         status = _schema_of(status_model, "serialization")
         status.pop("required", None)  # status is written by its controller, field by field
+        # One writer (the operator, or a worker for a StepRun) replaces the status whole, so
+        # server-side apply's field tracking has nothing to merge: as one atomic field it
+        # costs the API server a fifth less CPU per status write (bench/status_cost.py),
+        # and the schema stays whole for validation and kubectl explain.
+        status["x-kubernetes-map-type"] = "atomic"
         properties["status"] = status
     return {
         "type": "object",
