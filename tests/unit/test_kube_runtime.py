@@ -63,6 +63,8 @@ def test_one_reconciliation_posts_one_event_and_none_for_routine_steps() -> None
         EventRecord("Normal", "Sleeping", "step b sleeps until ..."),
     ]
     assert one_event(routine) is None
+    # A success is routine too (status says it), but not a failure or a cancel.
+    assert one_event([*routine, EventRecord("Normal", "WorkflowSucceeded", "done")]) is None
     failed = one_event(
         [
             *routine,

@@ -2,8 +2,11 @@
 
 Every Event is an API write. Status history already records each transition, so an Event is
 kept for what a user must notice in ``kubectl describe``/``get events``: bad input, a
-failure, a person's decision or a request for one, a workflow's end. Routine transitions (a
-step woke, slept, succeeded, was skipped, polled, retried) are not posted. What one
+failure, a person's decision or a request for one, a workflow that failed or was cancelled.
+Routine transitions (a step woke, slept, succeeded, was skipped, polled, retried; the
+workflow succeeded) are not posted: a success is the common end, status says it (phase,
+completedAt, the Succeeded condition), and at 5,000 workflows its Event alone was a sixth
+of all the API writes they cost (bench/wakeups.py). What one
 reconciliation produces becomes one Event: the most important, with the others folded into
 its message. Per workflow, a token bucket then limits the rate, as kube's event recorder
 does; suppressed Events are counted and the next one posted says how many.
@@ -25,7 +28,7 @@ logger = logging.getLogger("cerebelum.operator")
 
 #: Transitions a user does not need an Event for (status.history has them): a step that
 #: enters a routine phase of the phase table (running, waiting for time), succeeds or is
-#: skipped; a wake-up, a goto, the start.
+#: skipped; a wake-up, a goto, the start, the workflow's success.
 ROUTINE = frozenset(
     {
         *(phase.value for phase, info in STEP_PHASES.items() if info.routine),
@@ -34,6 +37,7 @@ ROUTINE = frozenset(
         "Woke",
         "Goto",
         "Started",
+        "WorkflowSucceeded",
     }
 )
 #: Problems with what a user wrote: always worth an Event, first.
