@@ -35,6 +35,7 @@ from cerebelum.api.tokens import CallbackIssuer
 from cerebelum.api.workflowtemplate import InvalidInputs, resolve
 from cerebelum.engine import ActionCall, ActionResult, settle
 from cerebelum.engine.notify import NOTIFY_KIND
+from cerebelum.engine.parked import parked_until
 from cerebelum.kube import metrics, notify
 from cerebelum.kube.cache import BodyCache, Key, SpecCache, slim
 from cerebelum.kube.client import Conflict, Gone, KubeClient
@@ -105,8 +106,12 @@ class Runtime:
         and timers); a former leader stops its actions, since the new one re-issues them."""
         self.leading = leading
         if leading:
-            for key in [*self.bodies, *self.crons.keys()]:
-                self.queue.add(key)
+            for key in list(self.bodies):
+                body = self.bodies.get(key)
+                if body is not None:
+                    self._look(key, body)
+            for cron in self.crons.keys():  # noqa: SIM118 (Crons is not a mapping)
+                self.queue.add(cron)
         else:
             self.tasks.cancel_all()
 
@@ -128,8 +133,22 @@ class Runtime:
         version = body["metadata"].get("resourceVersion")
         if version is not None and self.bodies.version(key) == version:
             return  # our own write, already applied to the cache
+        first_sight = key not in self.bodies
         self.bodies[key] = slim(body)
-        self.queue.add(key)
+        if first_sight and self.leading:
+            self._look(key, body)  # the initial list after a start: timers from status
+        else:
+            self.queue.add(key)
+
+    def _look(self, key: Key, body: dict[str, Any]) -> None:
+        """A workflow seen for the first time (after a start, or on becoming leader): one
+        that only waits for a time gets its timer from status, without a reconciliation
+        (a due one goes straight to the urgent lane); any other is queued."""
+        at = parked_until(body)
+        if at is None:
+            self.queue.add(key)
+        else:
+            self.scheduler.schedule(key, at)
 
     def forget(self, key: Key) -> None:
         self.bodies.pop(key)
