@@ -278,17 +278,26 @@ def test_operator_restart_loses_no_sleeping_workflow(
         workflow(n, [{"name": "nap", "sleep": {"duration": "4s"}}, {"name": "after", "noop": {}}])
         for n in names
     ]
+    # A gate waiting an hour: the restarted operator takes a waiting workflow's timer from
+    # status without reconciling it, unless there is input for it, as this approval given
+    # while the operator is down.
+    gate = [{"name": "gate", "approval": {"timeout": "1h"}}, {"name": "after", "noop": {}}]
+    items.append(workflow("gated", gate))
     cluster.apply({"apiVersion": "v1", "kind": "List", "items": items}, namespace)
     for n in names:
         wait_for_phase(cluster, namespace, n, "Sleeping")
+    wait_for_phase(cluster, namespace, "gated", "WaitingForApproval")
     operator.kill()
     for n in names:
         assert get(cluster, namespace, n)["status"]["phase"] == "Sleeping"
+    cluster.kubectl("-n", namespace, "annotate", "workflow", "gated", "cerebelum.io/approve=gate")
     operator.start()
     for n in names:
         done = wait_for_phase(cluster, namespace, n, "Succeeded", timeout=30)
         nap = done["status"]["steps"]["nap"]
         assert parse_time(nap["finishedAt"]) >= parse_time(nap["sleepUntil"]), f"{n} woke early"
+    approved = wait_for_phase(cluster, namespace, "gated", "Succeeded", timeout=30)
+    assert approved["status"]["steps"]["gate"]["phase"] == "Succeeded"
 
 
 def test_actions_run_as_tasks_after_their_attempt_is_recorded(
