@@ -75,3 +75,20 @@ def test_finished_suspended_or_unreadable_workflows_are_not_parked() -> None:
         wire["status"].update(broken)
         assert parked_until(wire) is None
     assert parked_until({"metadata": {}}) is None
+
+
+def test_a_notice_being_sent_or_still_to_send_needs_a_reconciliation() -> None:
+    d = Driver({"steps": [{"name": "gate", "approval": {"timeout": "10m"}}]})
+    d.tick()
+    notice = {"key": "uid-1.gate.1.ApprovalRequested", "target": "chat", "event": "x"}
+    for pending in (
+        {"attempts": 1, "sending": True},
+        {"attempts": 0},
+        {"attempts": 2, "nextAttemptAt": "2026-01-01T12:00:05Z"},
+    ):
+        wire = body(d)
+        wire["status"]["notifications"] = [{**notice, **pending}]
+        assert parked_until(wire) is None, pending
+    wire = body(d)
+    wire["status"]["notifications"] = [{**notice, "attempts": 1, "sentAt": "2026-01-01T12:00:01Z"}]
+    assert parked_until(wire) == T0 + datetime.timedelta(minutes=10)

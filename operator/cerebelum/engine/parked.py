@@ -4,8 +4,8 @@ set its timer from status alone and reconcile it when the time comes.
 A status is written at the end of a reconciliation, when the engine has nothing more to do
 (actions it started are recorded as Running steps). So a workflow whose unfinished steps all
 wait for a deadline, with no input for the operator in its annotations, no spec edit since
-the write and no deletion under way, would reconcile to the same status and the same
-``nextWakeAt`` as the one written. Reading that from the raw object costs microseconds;
+the write, no notice being sent or still to send, and no deletion under way, would
+reconcile to the same status and the same ``nextWakeAt`` as the one written. Reading that from the raw object costs microseconds;
 parsing the spec and running the engine costs milliseconds. At 10,000 workflows that is
 the difference between every timer set in a second or in half a minute, and a due one
 waiting behind all the others.
@@ -43,6 +43,14 @@ def parked_until(body: dict[str, Any]) -> datetime.datetime | None:
             continue
         if name.startswith((ANNOTATION_PREFIX, CALLBACK_RECEIVED_PREFIX)):
             return None
+    for notice in status.get("notifications") or []:
+        if not isinstance(notice, dict):
+            return None
+        unsent = not notice.get("sentAt")
+        if unsent and (
+            notice.get("sending") or notice.get("nextAttemptAt") or not notice.get("attempts")
+        ):
+            return None  # a send under way (resent with the same key) or still to make
     steps = status.get("steps")
     if not isinstance(steps, dict) or not steps:
         return None
