@@ -4,11 +4,11 @@ set its timer from status alone and reconcile it when the time comes.
 A status is written at the end of a reconciliation, when the engine has nothing more to do
 (actions it started are recorded as Running steps). So a workflow whose unfinished steps all
 wait for a deadline, with no input for the operator in its annotations, no spec edit since
-the write, no notice being sent or still to send, and no deletion under way, would
-reconcile to the same status and the same ``nextWakeAt`` as the one written. Reading that from the raw object costs microseconds;
-parsing the spec and running the engine costs milliseconds. At 10,000 workflows that is
-the difference between every timer set in a second or in half a minute, and a due one
-waiting behind all the others.
+the write, no notice being sent or still to send, and no deletion under way, would reconcile
+to the same status and the same ``nextWakeAt`` as the one written. Reading that from the raw
+object costs microseconds; parsing the spec and running the engine costs milliseconds. At
+10,000 workflows that is the difference between every timer set in a second or in half a
+minute, and a due one waiting behind all the others.
 """
 
 from __future__ import annotations
