@@ -31,14 +31,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from cerebelum.api.durations import format_time, parse_time
 from cerebelum.devcluster import LocalControlPlane, ensure_binaries
 from cerebelum.kube.command import operator_argv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wakeups import free_port, list_all, pct, peak_rss_mib, proc_cpu_seconds
+from wakeups import free_port, install, list_all, pct, peak_rss_mib, proc_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "cerebelum.io", "v1alpha1", "workflows"
@@ -104,27 +104,13 @@ async def count_phases(api: client.CustomObjectsApi) -> dict[str, int]:
 
 async def main_async(args: argparse.Namespace) -> None:
     bins = ensure_binaries()
-    # The audit log is how each controller's requests are told apart: never rotated here
-    # (the API server's default rotates it at 100 MB, mid-run at 5,000 workflows).
-    plane = LocalControlPlane(bins, extra_apiserver_args=("--audit-log-maxsize=100000",))
+    plane = LocalControlPlane(bins)
     plane.start()
     operator: Operator | None = None
     try:
+        configuration = await install(plane, [ROOT / "crds"])
         kubectl = [str(bins.kubectl), "--kubeconfig", str(plane.kubeconfig)]
-        subprocess.run(
-            [*kubectl, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True
-        )
-        subprocess.run(
-            [*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
-            check=True,
-            capture_output=True,
-        )
         subprocess.run([*kubectl, "create", "ns", NS], check=True, capture_output=True)
-        configuration = client.Configuration()
-        await config.load_kube_config(
-            config_file=str(plane.kubeconfig), client_configuration=configuration
-        )
-        configuration.connection_pool_maxsize = 64
         async with client.ApiClient(configuration) as api_client:
             api = client.CustomObjectsApi(api_client)
             operator = Operator(plane.kubeconfig)

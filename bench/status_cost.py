@@ -49,14 +49,12 @@ from kubernetes_asyncio import client, config
 from cerebelum.devcluster import LocalControlPlane, ensure_binaries
 from cerebelum.kube.command import operator_argv
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wakeups import proc_cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "cerebelum.io", "v1alpha1", "workflows"
 CRD = ROOT / "crds" / "workflows.cerebelum.io.yaml"
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def kubectl(plane: LocalControlPlane, *args: str, stdin: str | None = None) -> str:

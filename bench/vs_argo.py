@@ -49,7 +49,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, watch
 
 from cerebelum.api.durations import parse_time
 from cerebelum.devcluster import LocalControlPlane, ensure_binaries
@@ -57,7 +57,15 @@ from cerebelum.devcluster.binaries import ensure, tools_dir
 from cerebelum.kube.command import operator_argv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wakeups import _Answer, free_port, pct, peak_rss_mib, proc_cpu_seconds, raw_ceiling
+from wakeups import (
+    _Answer,
+    free_port,
+    install,
+    pct,
+    peak_rss_mib,
+    proc_cpu_seconds,
+    raw_ceiling,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ("cerebelum.io", "v1alpha1", "workflows")
@@ -450,37 +458,7 @@ async def main_async(args: argparse.Namespace) -> None:
     plane.start()
     server = None
     try:
-        files = [str(p) for p in [ROOT / "crds", *argo_crds()]]
-        subprocess.run(
-            [
-                str(bins.kubectl),
-                "--kubeconfig",
-                str(plane.kubeconfig),
-                "apply",
-                "--server-side",
-                *[arg for f in files for arg in ("-f", f)],
-            ],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                str(bins.kubectl),
-                "--kubeconfig",
-                str(plane.kubeconfig),
-                "wait",
-                "--for=condition=Established",
-                "crd",
-                "--all",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        configuration = client.Configuration()
-        await config.load_kube_config(
-            config_file=str(plane.kubeconfig), client_configuration=configuration
-        )
-        configuration.connection_pool_maxsize = 128
+        configuration = await install(plane, [ROOT / "crds", *argo_crds()], pool=128)
         async with client.ApiClient(configuration) as api_client:
             api = client.CustomObjectsApi(api_client)
             subprocess.run(

@@ -170,6 +170,27 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def install(
+    plane: LocalControlPlane, files: list[Path], *, pool: int = 64
+) -> client.Configuration:
+    """Apply ``files`` (CRDs), wait until every CRD is established, and return a client
+    configuration for the plane's admin with ``pool`` connections."""
+    kubectl = [str(ensure_binaries().kubectl), "--kubeconfig", str(plane.kubeconfig)]
+    applied = [arg for f in files for arg in ("-f", str(f))]
+    subprocess.run([*kubectl, "apply", "--server-side", *applied], check=True, capture_output=True)
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
+        check=True,
+        capture_output=True,
+    )
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(plane.kubeconfig), client_configuration=configuration
+    )
+    configuration.connection_pool_maxsize = pool
+    return configuration
+
+
 async def list_all(api: client.CustomObjectsApi, ns: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     token = None
