@@ -19,12 +19,18 @@ kube-apiserver + etcd CPU-milliseconds per write, the API server's own mean requ
   ``x-kubernetes-map-type: atomic`` (one field for server-side apply's field tracking);
   ``lean-atomic``: the lean status, atomic;
 - ``cel-unchanged``: each spec rule wrapped to pass at once on an unchanged value
-  (``optionalOldSelf``); ``best``: that, with the lean atomic status and an atomic spec.
+  (``optionalOldSelf``); ``best``: that, with the lean atomic status and an atomic spec;
+- ``candidate``: no spec CEL rules, the lean atomic status, and a PUT without the spec;
+  ``candidate-typed``: the same with the status's schema whole.
 
 The CRD applied for ``as-is`` is ``crds/`` as generated (so after a change to the
 generator, ``as-is`` measures the new one).
 
+With ``--profile SECONDS`` it also profiles kube-apiserver during each variant's writes and
+prints the share of its CPU under each part of a write (``bench/apiserver_profile.py``).
+
 Run: .venv/bin/python bench/status_cost.py [--objects 300 --writes 3000 --inflight 32]
+     [--variants as-is no-spec-cel] [--profile 10]
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from cerebelum.devcluster import LocalControlPlane, ensure_binaries
 from cerebelum.kube.command import operator_argv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import apiserver_profile
 from wakeups import proc_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +108,7 @@ def etcd_db_size(plane: LocalControlPlane) -> int:
 def crd_variant(name: str) -> dict[str, Any]:
     crd = yaml.safe_load(CRD.read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    if name == "no-spec-cel":
+    if name in ("no-spec-cel", "candidate", "candidate-typed"):
 
         def strip(node: Any) -> None:
             if isinstance(node, dict):
@@ -117,7 +124,7 @@ def crd_variant(name: str) -> dict[str, Any]:
         skip_unchanged_rules(schema["properties"]["spec"])
     if name == "best":
         schema["properties"]["spec"]["x-kubernetes-map-type"] = "atomic"
-    if name in ("lean-status", "lean-atomic", "best"):
+    if name in ("lean-status", "lean-atomic", "best", "candidate"):
         status = schema["properties"]["status"]
         for prop in status.get("properties", {}).values():
             opaque = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -138,7 +145,7 @@ def crd_variant(name: str) -> dict[str, Any]:
             "x-kubernetes-preserve-unknown-fields": True,
             "properties": {"phase": {"type": "string"}},
         }
-    if name.startswith("atomic-") or name.endswith("-atomic") or name == "best":
+    if name.startswith("atomic-") or name.endswith("-atomic") or name.startswith(("best", "cand")):
         schema["properties"]["status"]["x-kubernetes-map-type"] = "atomic"
     if name == "atomic-both":
         schema["properties"]["spec"]["x-kubernetes-map-type"] = "atomic"
@@ -194,6 +201,9 @@ async def sample_status(plane: LocalControlPlane, api: client.CustomObjectsApi) 
         operator.wait(timeout=30)
 
 
+#: How many times each variant has run (its namespace is named after the count).
+_RUNS: dict[str, int] = {}
+
 Writer = Callable[[client.CustomObjectsApi, str, str, dict[str, Any], int], Any]
 
 
@@ -207,7 +217,9 @@ async def write_put(api: Any, ns: str, name: str, status: dict[str, Any], i: int
         GROUP, VERSION, ns, PLURAL, name
     )
     body = {**body, "status": {**status, "message": f"write {i}"}}
-    if ns == "v-put-no-spec":  # the API server keeps the stored spec on a status write
+    if ns.startswith(
+        ("v-put-no-spec-", "v-candidate-")
+    ):  # the API server keeps the stored spec on a status write
         body.pop("spec", None)
     body["metadata"] = {k: body["metadata"][k] for k in ("name", "namespace", "resourceVersion")}
     _LAST[(ns, name)] = await api.replace_namespaced_custom_object_status(
@@ -259,7 +271,8 @@ async def run_variant(
     kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crd))
     kubectl(plane, "wait", "--for=condition=Established", "crd/workflows.cerebelum.io")
     await asyncio.sleep(3)  # the API servers' handlers pick the new schema up
-    ns = f"v-{variant}"
+    _RUNS[variant] = _RUNS.get(variant, 0) + 1
+    ns = f"v-{variant}-{_RUNS[variant]}"  # a variant may run more than once
     kubectl(plane, "create", "namespace", ns)
     status = copy.deepcopy(sample["status"])
     if variant == "no-history":
@@ -288,7 +301,9 @@ async def run_variant(
     await asyncio.gather(*(first_write(n) for n in names))
     writer: Writer = {"merge-patch": write_merge, "apply": write_apply}.get(variant, write_put)
     cpu0 = sum(proc_cpu_seconds(p) for p in pids)
+    api_cpu0 = proc_cpu_seconds(plane.pid("kube-apiserver"))
     dur0 = put_status_duration(plane)
+    profiling = await apiserver_profile.start(plane, args.profile) if args.profile else None
     started = time.monotonic()
 
     async def one(i: int) -> None:
@@ -298,6 +313,7 @@ async def run_variant(
     await asyncio.gather(*(one(i) for i in range(args.writes)))
     elapsed = time.monotonic() - started
     cpu = sum(proc_cpu_seconds(p) for p in pids) - cpu0
+    api_cpu = proc_cpu_seconds(plane.pid("kube-apiserver")) - api_cpu0
     dur1 = put_status_duration(plane)
     mean_ms = (dur1[0] - dur0[0]) / max(dur1[1] - dur0[1], 1) * 1000
     stored = await api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, names[0])
@@ -310,11 +326,20 @@ async def run_variant(
         f"object {size / 1024:5.1f} KiB (managedFields {managed / 1024:4.1f} KiB)  "
         f"etcd DB {etcd_db_size(plane) / 2**20:6.1f} MiB"
     )
+    if profiling is not None:
+        if elapsed < args.profile:
+            print(f"    (the writes took {elapsed:.1f} s, less than the profile: raise --writes)")
+        parts = apiserver_profile.breakdown(await profiling)
+        print(
+            f"    kube-apiserver alone: {api_cpu / args.writes * 1000:.2f} CPU-ms/write; its profile:"
+        )
+        print(apiserver_profile.render(parts, api_cpu / args.writes * 1000))
     kubectl(plane, "delete", "namespace", ns, "--wait=false")
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    plane = LocalControlPlane(ensure_binaries())
+    extra = apiserver_profile.PROFILING_ARGS if args.profile else ()
+    plane = LocalControlPlane(ensure_binaries(), extra_apiserver_args=extra)
     plane.start()
     try:
         kubectl(plane, "apply", "--server-side", "-f", str(ROOT / "crds"))
@@ -354,6 +379,8 @@ VARIANTS = (
     "lean-atomic",
     "cel-unchanged",
     "best",
+    "candidate",
+    "candidate-typed",
 )
 
 
@@ -363,6 +390,14 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=3000)
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="also take a CPU profile of kube-apiserver for this long during each variant's "
+        "writes and print where its time went (needs Go's pprof)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

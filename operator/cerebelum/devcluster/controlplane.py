@@ -397,6 +397,10 @@ class LocalControlPlane:
     def pids(self) -> list[int]:
         return [c.proc.pid for c in self._children]
 
+    def pid(self, name: str) -> int:
+        """The PID of one child ("etcd", "kube-apiserver"), for benchmarks that profile it."""
+        return next(c.proc.pid for c in self._children if c.name == name)
+
     def leftovers(self) -> list[str]:
         """What a stopped control plane left behind (should be empty)."""
         found = [
