@@ -187,6 +187,21 @@ def test_operator_pods_become_ready_through_their_probes(node: Cluster, release:
     assert uid.stdout.strip() == "10001"
 
 
+def test_the_chart_installs_the_policy_that_refuses_a_bad_spec(
+    node: Cluster, release: list[str]
+) -> None:
+    """The chart's crds/ carries the Workflow's ValidatingAdmissionPolicy beside the CRD:
+    `kubectl apply` of a goto to no step is refused by the API server itself, naming it."""
+    bad = workflow("goto-nowhere", [{"name": "a", "noop": {}, "next": [{"goto": "nowhere"}]}])
+
+    def refused() -> str:
+        done = node.kubectl("-n", NS, "apply", "-f", "-", stdin=json.dumps(bad), check=False)
+        return done.stderr if done.returncode else ""
+
+    message = eventually(refused, timeout=60)
+    assert "spec.steps: next[].goto must name a step of spec.steps" in message, message
+
+
 def test_droplet_workflow_with_approval_through_the_webhook_service(
     node: Cluster,
     release: list[str],

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cerebelum.api.crd import POLICY_NAME
 from cerebelum.devcluster.pki import CertificateAuthority
 from cerebelum.kube.approvers import webhook_configurations
 from tests.harness import Cluster
-from tests.harness.cluster import free_port
+from tests.harness.cluster import eventually, free_port
 from tests.harness.operator import OperatorProcess
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -23,11 +25,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
+#: A workflow only the ValidatingAdmissionPolicy refuses (a goto to no step).
+_POLICY_PROBE = {
+    "apiVersion": "cerebelum.io/v1alpha1",
+    "kind": "Workflow",
+    "metadata": {"name": "policy-probe", "namespace": "default"},
+    "spec": {"steps": [{"name": "a", "noop": {}, "next": [{"goto": "nowhere"}]}]},
+}
+
+
 @pytest.fixture(scope="session")
 def crds(cluster: Cluster) -> None:
-    """The project's CRDs, installed once per session with the real kubectl."""
+    """The project's CRDs and the Workflow's ValidatingAdmissionPolicy, installed once per
+    session with the real kubectl, and waited for until the policy is enforced (the API
+    server takes a moment to load a new policy)."""
     cluster.kubectl("apply", "-f", str(CRDS))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+    def refused() -> bool:
+        probe = cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", stdin=json.dumps(_POLICY_PROBE), check=False
+        )
+        return probe.returncode != 0 and POLICY_NAME in probe.stderr
+
+    eventually(refused, timeout=60, interval=0.5)
 
 
 @pytest.fixture
