@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -20,6 +20,22 @@ class ApiModel(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def deep_copy(model: M) -> M:
+    """A deep copy of a model, made by dumping it and validating the dump: pydantic's own
+    ``model_copy(deep=True)`` walks every Python object with ``copy.deepcopy`` and took a
+    twentieth of the operator's CPU at scale; its core validates natively, 3-4x faster.
+    A model holding what does not validate (assigned, not parsed) is copied as it is."""
+    try:
+        return type(model).model_validate(
+            model.model_dump(by_alias=True, round_trip=True, warnings=False)
+        )
+    except ValidationError:
+        return model.model_copy(deep=True)
 
 
 def describe_errors(error: ValidationError, prefix: str = "") -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cerebelum.api.base import deep_copy
 from cerebelum.api.durations import format_time, parse_duration, to_millis
 from cerebelum.api.spec import DEFAULT_FINALLY_DEADLINE, Step, WorkflowSpec
 from cerebelum.api.status import (
@@ -79,7 +80,7 @@ class Run:
         self.kinds = kinds
         self.actions = actions
         self.in_flight = in_flight
-        self.status = status.model_copy(deep=True) if status else WorkflowStatus()
+        self.status = deep_copy(status) if status else WorkflowStatus()
         self.out = Outcome(status=self.status)
         self.graph: Graph | None = None
         #: Steps given an ActionCall in this reconciliation (never issued twice).

@@ -31,6 +31,22 @@ from cerebelum.kube.settings import OperatorSettings
 faulthandler.enable()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base. Kopf builds one on every watch event (a deep copy of the whole object,
+    status included) to find the changes its change handlers (on.create, on.update,
+    on.field) react to; this operator registers none, and that copy was a fifteenth of its
+    CPU at 5,000 workflows (``bench/vs_argo.py --py-spy``)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def start(
     settings: kopf.OperatorSettings,
@@ -39,6 +55,7 @@ async def start(
     **_: Any,
 ) -> None:
     settings.posting.enabled = False  # the runtime posts its own, meaningful Events
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Kopf logs "Handler 'workflow_event' succeeded" for every watch event: thousands of
     # lines a second at scale, and nothing a user needs. Its warnings and errors stay.
     objects = logging.getLogger("kopf.objects")
