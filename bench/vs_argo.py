@@ -27,7 +27,8 @@ template runs in an agent Pod, which needs a node, so it has no peer run here.
 
 Run: .venv/bin/python bench/vs_argo.py --workflows 5000 [--sleep 60]
      [--argo 500,1000,64 --argo 1000,2000,128,noevents] (qps,burst,workflow-workers per
-     run; noevents: with Argo's nodeEvents and workflowEvents off)
+     run; noevents: with Argo's nodeEvents and workflowEvents off; --argo none: ours alone)
+     [--py-spy ours.txt] (profile ours; bench/hotspots.py ours.txt prints where it went)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -312,6 +314,26 @@ async def run_one(
         ready = ""  # it logs nothing at warn level: its informers' first list is the sign
     with log_path.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    profiler = None
+    if args.py_spy and argo is None:
+        # Sampled from outside (100 Hz), so the operator runs as it would unprofiled.
+        profiler = subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                args.py_spy,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 60
         while ready and ready not in log_path.read_text(errors="replace"):
@@ -362,6 +384,10 @@ async def run_one(
         rss = peak_rss_mib(proc.pid)
         plane_cpu = sum(proc_cpu_seconds(p) for p in plane.pids) - plane0
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            profiler.wait(timeout=60)
+            print(f"   py-spy's samples of ours (collapsed stacks): {args.py_spy}", flush=True)
         proc.terminate()
         try:
             proc.wait(timeout=30)
@@ -481,6 +507,8 @@ async def main_async(args: argparse.Namespace) -> None:
             results = []
             runs: list[tuple[str, tuple[float, int, int, bool] | None]] = [("ours", None)]
             for spec in args.argo:
+                if spec == "none":
+                    continue
                 qps, burst, workers, *rest = spec.split(",")
                 events = rest != ["noevents"]
                 runs.append((f"Argo {spec}", (float(qps), int(burst), int(workers), events)))
@@ -516,9 +544,15 @@ def main() -> None:
         "--argo",
         action="append",
         help="qps,burst,workflow-workers[,noevents] of one Argo run (repeatable; noevents "
-        "turns its node and workflow Events off)",
+        "turns its node and workflow Events off; none: ours alone)",
     )
     parser.add_argument("--http", action="store_true", help="also ours with an http step")
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="profile our operator with py-spy (pip install py-spy) into FILE, as collapsed "
+        "stacks; print the hot spots with bench/hotspots.py FILE",
+    )
     args = parser.parse_args()
     args.argo = args.argo or ["500,1000,64", "1000,2000,128"]
     asyncio.run(main_async(args))
