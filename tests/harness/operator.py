@@ -1,4 +1,4 @@
-"""Run the real operator (``kopf run``) as a child process, watching one namespace.
+"""Run the real operator (``python -m cerebelum.kube.main``) as a child process, watching one namespace.
 
 Each test gets its own operator, so a test may kill and restart it without touching
 others. Logs go to a file the test can read (and grep for secrets).

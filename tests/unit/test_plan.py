@@ -188,3 +188,22 @@ async def test_a_status_too_large_to_write_fails_the_workflow_instead_of_retryin
     assert written["phase"] == "Failed" and "object size limit" in written["message"]
     assert "output" not in written["steps"]["get"]
     assert [reason for reason, _ in kube.events] == ["StatusTooLarge"]
+
+
+def _listed(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cerebelum.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"namespace": namespace, "name": name, "uid": name, "resourceVersion": "1"},
+        "spec": {"steps": [{"name": "a", "approval": {}}]},
+    }
+
+
+async def test_a_relist_forgets_what_was_deleted_unseen_in_its_namespace_only() -> None:
+    runtime = Runtime(_RefusingKube(), OperatorSettings())  # type: ignore[arg-type]
+    for namespace, name in [("a", "kept"), ("a", "gone"), ("b", "other")]:
+        runtime.observe(None, _listed(namespace, name))
+    runtime.relisted("a", {("a", "kept")})
+    assert set(runtime.bodies) == {("a", "kept"), ("b", "other")}
+    runtime.relisted(None, {("a", "kept")})  # a cluster-wide list
+    assert set(runtime.bodies) == {("a", "kept")}

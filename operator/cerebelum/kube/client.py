@@ -8,13 +8,15 @@ state), an annotation patch, and Events.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -96,6 +98,68 @@ class KubeClient:
     def core(self) -> client.CoreV1Api:
         """For reading Secrets on behalf of actions."""
         return self._core
+
+    async def list_page(
+        self, plural: str, namespace: str | None, limit: int, after: str | None
+    ) -> dict[str, Any]:
+        """One page of a list of our objects (``namespace`` None: every namespace): its
+        ``items``, ``metadata.continue`` and ``metadata.resourceVersion``."""
+        kwargs: dict[str, Any] = {"limit": limit}
+        if after:
+            kwargs["_continue"] = after
+        with _counted("list", plural):
+            if namespace is None:
+                page: dict[str, Any] = await self._custom.list_cluster_custom_object(
+                    GROUP, VERSION, plural, **kwargs
+                )
+            else:
+                page = await self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, **kwargs
+                )
+        return page
+
+    async def watch(
+        self, plural: str, namespace: str | None, version: str, timeout: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of one watch request from ``version``, bookmarks included, until the
+        API server ends it (``timeout`` seconds). A refused request raises ApiException.
+
+        The stream is split into lines here rather than with aiohttp's ``readline``, which
+        refuses a line over 128 KiB: one event holds a whole object, up to etcd's limit."""
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "resource_version": version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout,
+            "_preload_content": False,
+            "_request_timeout": aiohttp.ClientTimeout(connect=30, sock_read=timeout + 30),
+        }
+        with _counted("watch", plural):
+            if namespace is None:
+                response = await self._custom.list_cluster_custom_object(
+                    GROUP, VERSION, plural, **kwargs
+                )
+            else:
+                response = await self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, **kwargs
+                )
+            if response.status != 200:
+                reason = (await response.text())[:500]
+                response.release()
+                raise ApiException(status=response.status, reason=reason)
+        try:
+            pending: list[bytes] = []
+            async for chunk in response.content.iter_any():
+                if b"\n" not in chunk:
+                    pending.append(chunk)
+                    continue
+                *lines, rest = b"".join([*pending, chunk]).split(b"\n")
+                pending = [rest] if rest else []
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            response.release()
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+#: The operator's entry point (``kube.main``): Kopf, started with our handlers.
+MAIN_MODULE = "cerebelum.kube.main"
 HANDLERS_MODULE = "cerebelum.kube.handlers"
 WEBHOOKS_MODULE = "cerebelum.kube.webhooks"
 
@@ -17,18 +19,17 @@ def operator_argv(
     log_level: str | None = None,
     webhooks: bool = False,
 ) -> list[str]:
-    """``kopf run`` on our handlers, for some namespaces or all of them.
+    """The operator (``python -m cerebelum.kube.main``) for some namespaces or all of them.
 
-    Always ``--standalone``: replicas are coordinated by this operator's own Lease
+    Always standalone: replicas are coordinated by this operator's own Lease
     (``cerebelum.kube.leader``), not by Kopf's peering.
     """
     if isinstance(namespaces, str):
         namespaces = [namespaces]
-    argv = [sys.executable, "-m", "kopf", "run", "-m", HANDLERS_MODULE]
-    if webhooks:
-        argv += ["-m", WEBHOOKS_MODULE]
+    argv = [sys.executable, "-m", MAIN_MODULE]
     argv += [f"--namespace={ns}" for ns in namespaces or []] or ["--all-namespaces"]
-    argv.append("--standalone")
+    if webhooks:
+        argv.append("--webhooks")
     if liveness_port is not None:
         argv.append(f"--liveness=http://0.0.0.0:{liveness_port}/healthz")
     if log_format:

@@ -1,10 +1,12 @@
-"""Kopf registration. Run with ``kopf run -m cerebelum.kube.handlers``.
+"""Kopf registration. Run with ``python -m cerebelum.kube.main`` (``cerebelum operator``).
 
-Only ``on.event`` is used: Kopf supplies the watch stream (with its reconnects, peering and
-liveness endpoint) and the handler just hands each object to the runtime. Change-tracking
-handlers (``on.create``/``on.update``) are not used: they would add finalizers and
-annotations to every Workflow, and a waiting handler would be re-run by Kopf with a touch
-patch every few minutes. Waiting here is a heap entry instead (see ``workqueue``).
+Workflows are watched by the runtime itself (``kube.watch``: a fifth of the operator's CPU
+went to Kopf's per-event machinery at scale); Kopf watches CronWorkflows and StepRuns with
+``on.event``, serves the webhooks and the liveness endpoint, and runs startup and cleanup.
+Change-tracking handlers (``on.create``/``on.update``) are not used: they would add
+finalizers and annotations to every Workflow, and a waiting handler would be re-run by Kopf
+with a touch patch every few minutes. Waiting here is a heap entry instead (see
+``workqueue``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from cerebelum.kube import metrics
 from cerebelum.kube.callbacks import CallbackEndpoint
 from cerebelum.kube.client import KubeClient, connect
 from cerebelum.kube.leader import LeaderElector
+from cerebelum.kube.main import NAMESPACES_MEMO
 from cerebelum.kube.runtime import Runtime
 from cerebelum.kube.settings import OperatorSettings
+from cerebelum.kube.watch import ResourceWatch
 
 # A crash in native code (the CEL parser, a TLS library) must leave a trace in the log
 # instead of a silent restart: Python then prints every thread's stack on SIGSEGV/SIGABRT.
@@ -64,16 +68,16 @@ async def start(
     # Only our own resource is watched, by name: no need to scan (and be allowed to list) CRDs.
     settings.scanning.disabled = True
     settings.watching.server_timeout = 600
-    # The initial list in pages: after a restart with 10,000 workflows, one list of all of
-    # them peaked the operator at 1.7x its steady RSS and held every timer back until the
-    # whole answer was parsed; a page at a time, timers are set as pages arrive
-    # (bench/restart.py).
+    # Kopf's watches (CronWorkflows, StepRuns) list in pages as ours does, and let an idle
+    # per-object worker go at once: it holds the object's last full body, and our handlers
+    # keep no state in it.
     settings.watching.chunk_size = 500
-    # Kopf keeps a worker per object while events come, holding the object's last full body
-    # until it has been idle this long (5 s by default): at 10,000 objects listed, or 5,000
-    # waking at once, that is thousands of full bodies beside our slim cache. Our handler
-    # keeps no state in Kopf's worker, so a worker may go at once.
     settings.queueing.idle_timeout = 0.2
+    if NAMESPACES_MEMO not in memo:
+        raise kopf.PermanentError(
+            "start the operator with `cerebelum operator` or `python -m cerebelum.kube.main`: "
+            "it watches Workflows itself and must be told the namespaces"
+        )
     operator_settings = OperatorSettings.from_env()
     webhook = operator_settings.webhook
     if webhook.port is not None:
@@ -97,6 +101,18 @@ async def start(
         memo["elector"] = elector
         memo["election"] = asyncio.create_task(elector.run(), name="cerebelum-leader-election")
     runtime.start()
+    # The initial list in pages: after a restart with 10,000 workflows, one list of all of
+    # them peaked the operator at 1.7x its steady RSS and held every timer back until the
+    # whole answer was parsed; a page at a time, timers are set as pages arrive
+    # (bench/restart.py).
+    watches = [
+        ResourceWatch(runtime.kube, PLURAL, namespace, runtime.observe, runtime.relisted)
+        for namespace in memo[NAMESPACES_MEMO] or [None]
+    ]
+    memo["watches"] = [
+        asyncio.create_task(w.run(), name=f"cerebelum-watch-{w.namespace or 'all'}")
+        for w in watches
+    ]
     if operator_settings.callbacks.port is not None:
         endpoint = CallbackEndpoint(api, runtime.callbacks)
         await endpoint.start(operator_settings.callbacks)
@@ -116,6 +132,10 @@ async def start(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    watches: list[asyncio.Task[None]] = memo.get("watches") or []
+    for task in watches:
+        task.cancel()
+    await asyncio.gather(*watches, return_exceptions=True)
     election = memo.get("election")
     if election is not None:
         election.cancel()
@@ -133,14 +153,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 # Handlers are async so Kopf calls them on the event loop: a sync handler would run on a
 # thread of its executor, a hop per event (and the runtime's queue is not thread-safe).
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def workflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime | None = memo.get("runtime")
-    body = event.get("object")
-    if runtime is not None and isinstance(body, dict):
-        runtime.observe(event.get("type"), cast(dict[str, Any], body))
-
-
 @kopf.on.event(GROUP, VERSION, CRON_PLURAL)
 async def cronworkflow_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")

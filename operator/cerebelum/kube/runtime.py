@@ -140,6 +140,15 @@ class Runtime:
         else:
             self.queue.add(key)
 
+    def relisted(self, namespace: str | None, seen: set[Key]) -> None:
+        """A list of a namespace (None: every namespace) ended: what the cache holds there
+        and the list did not have was deleted while no watch was open."""
+        for key in list(self.bodies):
+            if (namespace is None or key[0] == namespace) and key not in seen:
+                body = self.bodies.get(key)
+                if body is not None:
+                    self.observe("DELETED", body)
+
     def _look(self, key: Key, body: dict[str, Any]) -> None:
         """A workflow seen for the first time (after a start, or on becoming leader): one
         that only waits for a time gets its timer from status, without a reconciliation
