@@ -24,8 +24,12 @@ PROFILING_ARGS = ("--profiling=true",)
 
 #: (label, pattern of a Go function name): the parts of the API server's work we look at.
 PARTS: tuple[tuple[str, str], ...] = (
-    ("status writes (UpdateResource)", r"serveStatus\.UpdateResource\.func2\.4$"),
-    ("creates (CreateResource)", r"serveResource\.CreateResource\.func1\.\d$"),
+    ("status writes (PUT .../status)", r"serveStatus\.UpdateResource\.func2\.4$"),
+    ("object writes (PUT)", r"serveResource\.UpdateResource\.func2\.4$"),
+    ("creates of our kinds (POST)", r"serveResource\.CreateResource\.func1\.\d$"),
+    ("every create (POST), Events included", r"handlers\.createHandler\.func1$"),
+    ("lists (LIST)", r"handlers\.ListResource\.func1$"),
+    ("deletecollection", r"handlers\.DeleteCollection\.func1$"),
     ("  validation of a status write", r"customresource\.statusStrategy\.ValidateUpdate$"),
     ("    OpenAPI schema of status", r"customResourceValidator\.ValidateStatusUpdate$"),
     ("    CEL rules (x-kubernetes-validations)", r"schema/cel\.\(\*Validator\)\.Validate$"),

@@ -29,6 +29,7 @@ Run: .venv/bin/python bench/vs_argo.py --workflows 5000 [--sleep 60]
      [--argo 500,1000,64 --argo 1000,2000,128,noevents] (qps,burst,workflow-workers per
      run; noevents: with Argo's nodeEvents and workflowEvents off; --argo none: ours alone)
      [--py-spy ours.txt] (profile ours; bench/hotspots.py ours.txt prints where it went)
+     [--pprof] (profile kube-apiserver during each run: where its CPU went)
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from cerebelum.devcluster.binaries import ensure, tools_dir
 from cerebelum.kube.command import operator_argv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import apiserver_profile
 from wakeups import (
     _Answer,
     free_port,
@@ -371,6 +373,10 @@ async def run_one(
                 await api.create_namespaced_custom_object(*kind[:2], ns, kind[2], body)
                 created[name] = time.time()
 
+        profiling = None
+        if args.pprof:  # the whole run: creates, starts, every wake-up
+            seconds = int(args.sleep * 3 + 45)
+            profiling = await apiserver_profile.start(plane, seconds)
         started = time.time()
         await asyncio.gather(*(create(n) for n in names))
         created_in = time.time() - started
@@ -383,6 +389,15 @@ async def run_one(
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
         plane_cpu = sum(proc_cpu_seconds(p) for p in plane.pids) - plane0
+        if profiling is not None:
+            parts = apiserver_profile.breakdown(await profiling)
+            per = plane_cpu / (2 * 3 * len(names)) * 1000
+            print(
+                f"   {label}: where kube-apiserver's CPU went (ms per transition of "
+                f"{per:.2f} with etcd):",
+                flush=True,
+            )
+            print(apiserver_profile.render(parts, per), flush=True)
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
@@ -480,7 +495,10 @@ async def main_async(args: argparse.Namespace) -> None:
     bins = ensure_binaries()
     # The audit log is how each controller's requests are told apart: never rotated here
     # (the API server's default rotates it at 100 MB, mid-run at 5,000 workflows).
-    plane = LocalControlPlane(bins, extra_apiserver_args=("--audit-log-maxsize=100000",))
+    extra = ("--audit-log-maxsize=100000",)
+    if args.pprof:
+        extra += apiserver_profile.PROFILING_ARGS
+    plane = LocalControlPlane(bins, extra_apiserver_args=extra)
     plane.start()
     server = None
     try:
@@ -547,6 +565,11 @@ def main() -> None:
         "turns its node and workflow Events off; none: ours alone)",
     )
     parser.add_argument("--http", action="store_true", help="also ours with an http step")
+    parser.add_argument(
+        "--pprof",
+        action="store_true",
+        help="profile kube-apiserver during each run and print where its CPU went (Go)",
+    )
     parser.add_argument(
         "--py-spy",
         metavar="FILE",

@@ -4,12 +4,30 @@
 (see ``cerebelum.sdk``; Cerebelum's own names are here too, and in ``cerebelum.dsl``). The
 package is laid out as a functional core (``api``, ``engine``) inside an imperative shell
 (``kube``, ``actions``, ``worker``); see the README's design notes.
+
+The SDK's names are imported on first use (PEP 562): the operator process, which never uses
+the SDK, then does not import it at start-up, where every tenth of a second delays the
+workflows due during a restart (``bench/restart.py``).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from cerebelum.sdk import *  # noqa: F403 - the SDK is the package's public face
-from cerebelum.sdk import __all__ as _sdk_names
-from cerebelum.sdk.serializer import DSLSerializer
+if TYPE_CHECKING:
+    from cerebelum.sdk import *  # noqa: F403 - the SDK is the package's public face
+    from cerebelum.sdk.serializer import DSLSerializer as DSLSerializer
 
-__all__ = ["DSLSerializer", "__version__", *_sdk_names]
+
+def __getattr__(name: str) -> Any:
+    if name == "DSLSerializer":
+        return importlib.import_module("cerebelum.sdk.serializer").DSLSerializer
+    sdk = importlib.import_module("cerebelum.sdk")
+    if name == "__all__":
+        return ["DSLSerializer", "__version__", *sdk.__all__]
+    if name in sdk.__all__:
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'cerebelum' has no attribute {name!r}")

@@ -265,16 +265,51 @@ def _where(base: str, at: tuple[Segment, ...], rule: str, depth: int = 0) -> lis
     return [json.dumps(f".{head}"), *_where(f"{base}.{head}", rest, rule, depth)]
 
 
-def _validation(at: tuple[Segment, ...], rule: dict[str, str]) -> dict[str, str]:
-    pattern = "".join("[*]" if seg is None else f".{seg}" for seg in at)
+def _failure(at: tuple[Segment, ...], rule: dict[str, str]) -> str:
+    """CEL: the rule's message at the first place it fails ("" where it holds everywhere)."""
     tail = f"{rule.get('fieldPath', '')}: {rule['message']}"
-    parts = ['"spec"', *_where("object.spec", at, rule["rule"]), json.dumps(tail)]
-    return {
-        "expression": _holds("object.spec", at, rule["rule"]),
-        "messageExpression": " + ".join(parts),
-        # Used only if the messageExpression cannot be evaluated.
-        "message": f"spec{pattern}{tail}",
-    }
+    where = " + ".join(['"spec"', *_where("object.spec", at, rule["rule"]), json.dumps(tail)])
+    return f'({_holds("object.spec", at, rule["rule"])} ? "" : {where})'
+
+
+def _group(at: tuple[Segment, ...]) -> tuple[Segment, ...]:
+    """Rules are checked together per list they sit under (up to its first ``[*]``)."""
+    return at[: at.index(None) + 1] if None in at else ()
+
+
+def _validations(rules: list[tuple[tuple[Segment, ...], dict[str, str]]]) -> list[dict[str, str]]:
+    """One validation per group of rules: the API server walks the list once and evaluates
+    one program for the group, instead of one program and one walk per rule (47 of them
+    cost it 1.4 ms per create). Only when it fails does the message expression find every
+    rule broken, each at the first place it fails; the API server evaluates it even when the
+    check passed, so it starts with the check."""
+    groups: dict[tuple[Segment, ...], list[tuple[tuple[Segment, ...], dict[str, str]]]] = {}
+    for at, rule in rules:
+        groups.setdefault(_group(at), []).append((at, rule))
+    out = []
+    for prefix, members in groups.items():
+        if prefix:
+            inner = " && ".join(
+                _holds("e0", at[len(prefix) :], rule["rule"], 1) for at, rule in members
+            )
+            expression = _holds("object.spec", prefix[:-1], f"self.all(e0, {inner})")
+        else:
+            expression = " && ".join(_holds("object.spec", at, r["rule"]) for at, r in members)
+        pattern = "".join("[*]" if seg is None else f".{seg}" for seg in prefix)
+        failures = ", ".join(_failure(at, rule) for at, rule in members)
+        out.append(
+            {
+                "expression": expression,
+                # The API server evaluates message expressions for every request, passed
+                # or not: this one is the group's check again until that fails.
+                "messageExpression": (
+                    f'({expression}) ? "" : [{failures}].filter(m, m != "").join("; ")'
+                ),
+                # Used only if the messageExpression cannot be evaluated.
+                "message": f"spec{pattern} breaks a rule of the policy {POLICY_NAME}",
+            }
+        )
+    return out
 
 
 def build_policy(
@@ -308,7 +343,7 @@ def build_policy(
                     "expression": "oldObject == null || object.spec != oldObject.spec",
                 }
             ],
-            "validations": [_validation(at, rule) for at, rule in rules],
+            "validations": _validations(rules),
         },
     }
     binding = {
