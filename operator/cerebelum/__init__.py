@@ -13,6 +13,7 @@ workflows due during a restart (``bench/restart.py``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # ``from cerebelum import expressions`` asks here first: a submodule is for the
+        # import system to load, not a reason to import the SDK.
+        raise AttributeError(name)
     if name == "DSLSerializer":
         return importlib.import_module("cerebelum.sdk.serializer").DSLSerializer
     sdk = importlib.import_module("cerebelum.sdk")

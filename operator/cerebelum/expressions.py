@@ -16,9 +16,22 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-import cel
-
 from cerebelum.api.templates import TEMPLATE, bounds_problem, preview, template_problem
+
+
+def _cel() -> Any:
+    """The CEL library, imported on first use. ``import cel`` also imports the library's
+    interactive shell (prompt_toolkit): a quarter of a second the operator's start-up would
+    spend before it wakes the workflows that fell due while it was down. The operator
+    calls ``warm_up`` on a thread once its first list is in."""
+    import cel
+
+    return cel
+
+
+def warm_up() -> None:
+    """Import the CEL library now (the first expression then does not wait for it)."""
+    _cel()
 
 
 class ExpressionError(Exception):
@@ -40,7 +53,7 @@ def _compile(expression: str) -> Any:
     problem = bounds_problem(expression)
     if problem:
         raise _TooBig(problem)
-    return cel.compile(expression)
+    return _cel().compile(expression)
 
 
 def _describe(exc: Exception) -> str:

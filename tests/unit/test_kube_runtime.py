@@ -167,17 +167,24 @@ async def test_wake_scheduler_wakes_each_key_at_its_latest_deadline() -> None:
 async def test_concurrency_grows_while_writes_are_fast_and_halves_when_pushed_back() -> None:
     now = [0.0]
     limit = AdaptiveLimit(start=4, floor=2, ceiling=10, target=0.5, clock=lambda: now[0])
-    for _ in range(60):
+    for _ in range(4):
         limit.record(latency=0.01)
-    assert limit.slots == 10  # +1 per round of `limit` fast writes, up to the ceiling
+    assert limit.slots == 8  # slow start: a slot per fast write, double per round
+    for _ in range(10):
+        limit.record(latency=0.01)
+    assert limit.slots == 10  # never above the ceiling
     limit.record(congested=True)  # a 429
     assert limit.slots == 5
+    for _ in range(6):
+        limit.record(latency=0.01)
+    assert limit.slots == 6  # after congestion: +1 per round of `limit` (5, then 6) writes
     limit.record(latency=2.0)  # slow, but within the cooldown of the last cut
-    assert limit.slots == 5
+    assert limit.slots == 6
     now[0] = 1.0
     limit.record(latency=2.0)
+    now[0] = 2.0
     limit.record(congested=True)
-    assert limit.slots == 2  # never below the floor
+    assert limit.slots == 2  # halved twice, and never below the floor
     now[0] = 5.0
     limit.record(congested=True)
     assert limit.slots == 2

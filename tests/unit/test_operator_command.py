@@ -46,3 +46,23 @@ def test_a_bad_command_line_is_refused(argv: list[str], capsys: pytest.CaptureFi
         parse(argv)
     assert exited.value.code == 2
     assert "usage: python -m cerebelum.kube.main" in capsys.readouterr().err
+
+
+def test_the_operator_imports_neither_the_sdk_nor_cel_at_start_up() -> None:
+    """Every import before the operator starts delays the workflows due during a restart
+    (bench/restart.py): the SDK is imported only by those who use it, and the CEL library
+    on first use (the operator warms it up on a thread after its first list)."""
+    import subprocess
+
+    probe = (
+        "import sys, cerebelum.kube.main, cerebelum.kube.handlers\n"
+        "print(sorted({m.split('.')[0] if m == 'cel' else m for m in sys.modules\n"
+        "       if m == 'cel' or m.startswith('cerebelum.sdk')}))\n"
+        "from cerebelum import step, Context\n"
+        "print('cerebelum.sdk' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "[]", out[0]
+    assert out[1] == "True"  # and the SDK's names still come from the package

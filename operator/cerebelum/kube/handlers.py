@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import kopf
 
+from cerebelum import expressions
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.cronworkflow import CRON_PLURAL
 from cerebelum.api.steprun import STEPRUN_PLURAL
@@ -105,14 +106,23 @@ async def start(
     # them peaked the operator at 1.7x its steady RSS and held every timer back until the
     # whole answer was parsed; a page at a time, timers are set as pages arrive
     # (bench/restart.py).
+    # Between pages, the workflows already due go first (at most a second per page).
     watches = [
-        ResourceWatch(runtime.kube, PLURAL, namespace, runtime.observe, runtime.relisted)
+        ResourceWatch(
+            runtime.kube,
+            PLURAL,
+            namespace,
+            runtime.observe,
+            runtime.relisted,
+            between=lambda: runtime.queue.urgent_taken(timeout=1.0),
+        )
         for namespace in memo[NAMESPACES_MEMO] or [None]
     ]
     memo["watches"] = [
         asyncio.create_task(w.run(), name=f"cerebelum-watch-{w.namespace or 'all'}")
         for w in watches
     ]
+    memo["warm-up"] = asyncio.create_task(_warm_up(watches), name="cerebelum-warm-up")
     if operator_settings.callbacks.port is not None:
         endpoint = CallbackEndpoint(api, runtime.callbacks)
         await endpoint.start(operator_settings.callbacks)
@@ -130,9 +140,17 @@ async def start(
     logger.info("cerebelum operator started with %d workers", operator_settings.reconcile.workers)
 
 
+async def _warm_up(watches: list[ResourceWatch]) -> None:
+    """Once every first list is in (the restart's urgent part), import the CEL library on
+    a thread, so the first expression does not stall the event loop on the import."""
+    await asyncio.gather(*(w.listed.wait() for w in watches))
+    await asyncio.get_running_loop().run_in_executor(None, expressions.warm_up)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    watches: list[asyncio.Task[None]] = memo.get("watches") or []
+    tasks: list[asyncio.Task[None] | None] = [*(memo.get("watches") or []), memo.get("warm-up")]
+    watches = [t for t in tasks if t is not None]
     for task in watches:
         task.cancel()
     await asyncio.gather(*watches, return_exceptions=True)

@@ -10,7 +10,9 @@ events four in five of which are the echo of the operator's own status write
 The semantics are the reflector's (client-go) and Kopf's:
 
 - the first list, and every relist, goes in pages of ``page_size``, each page handed over
-  as it arrives (after a restart with 10,000 workflows, timers are set page by page);
+  as it arrives (after a restart with 10,000 workflows, timers are set page by page), and
+  between pages ``between`` is awaited: the operator lets the workflows already due be
+  taken by its workers before it parses the next page;
   listed objects are observed with the event type ``None``, as Kopf reports them;
 - a relist ends with ``relisted``: objects the cache holds in that namespace and the list
   no longer has were deleted while no watch was open;
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,12 @@ logger = logging.getLogger("cerebelum.watch")
 Observe = Callable[[str | None, dict[str, Any]], None]
 #: A relist of a namespace (None: all) ended; these were its objects' (namespace, name).
 Relisted = Callable[[str | None, set[tuple[str, str]]], None]
+#: Awaited between the pages of a list: what is due goes first.
+Between = Callable[[], Awaitable[None]]
+
+
+async def _no_pause() -> None:
+    await asyncio.sleep(0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class ResourceWatch:
         observe: Observe,
         relisted: Relisted,
         settings: WatchSettings = WatchSettings(),
+        between: Between = _no_pause,
     ) -> None:
         self.kube = kube
         self.plural = plural
@@ -73,6 +82,7 @@ class ResourceWatch:
         self.observe = observe
         self.relisted = relisted
         self.settings = settings
+        self.between = between
         #: Set once the first list has been handed over completely.
         self.listed = asyncio.Event()
 
@@ -134,7 +144,7 @@ class ResourceWatch:
             if after is None:
                 self.relisted(self.namespace, seen)
                 return str((page.get("metadata") or {}).get("resourceVersion") or "")
-            await asyncio.sleep(0)  # let timers and workers run between pages
+            await self.between()
 
     async def watch(self, version: str) -> str:
         """One watch request from ``version``; return the last version seen."""

@@ -62,6 +62,16 @@ class WorkQueue:
             (self._urgent if urgent else self._normal).append(key)
             self._ready.set()
 
+    def urgent_waiting(self) -> bool:
+        """Whether a key waits in the urgent lane (not yet taken by a worker)."""
+        return any(self._dirty.get(key) for key in self._urgent)
+
+    async def urgent_taken(self, timeout: float) -> None:
+        """Return once every urgent key has been taken by a worker, or after ``timeout``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.urgent_waiting() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+
     def __len__(self) -> int:
         return len(self._dirty)
 
