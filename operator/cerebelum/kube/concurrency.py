@@ -6,8 +6,9 @@ burst after a restart, or thousands of workflows waking together, gets going in 
 rounds, not tens); after it, every status write that comes back within ``target`` seconds
 adds ``1/limit`` (one more slot per round of writes), up to ``ceiling``; a write the API
 server throttles (429, its priority-and-fairness answer), fails (5xx), cannot reach, or
-answers slowly halves the limit, at most once per ``cooldown``, down to ``floor``. A few thousand workflows waking together then get as many writes in flight as
-the API server serves well, and a struggling API server gets fewer.
+answers slowly halves the limit, at most once per ``cooldown``, down to ``floor``. A few
+thousand workflows waking together then get as many writes in flight as the API server
+serves well, and a struggling API server gets fewer.
 """
 
 from __future__ import annotations
