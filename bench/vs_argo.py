@@ -251,6 +251,8 @@ class Result:
     cpu: float
     rss: float
     plane_cpu: float
+    #: Seconds over which plane_cpu was measured.
+    measured: float
     unfinished: int
 
 
@@ -347,6 +349,7 @@ async def run_one(
             raise SystemExit(f"{label} exited:\n{log_path.read_text()[-3000:]}")
         cpu0 = proc_cpu_seconds(proc.pid)
         plane0 = sum(proc_cpu_seconds(p) for p in plane.pids)
+        measured_from = time.monotonic()
         audit_offset = plane.audit_log.stat().st_size
         names = [f"wf-{i:05d}" for i in range(args.workflows)]
         kind = OURS if argo is None else ARGO
@@ -389,6 +392,7 @@ async def run_one(
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
         plane_cpu = sum(proc_cpu_seconds(p) for p in plane.pids) - plane0
+        measured = time.monotonic() - measured_from
         if profiling is not None:
             parts = apiserver_profile.breakdown(await profiling)
             per = plane_cpu / (2 * 3 * len(names)) * 1000
@@ -441,11 +445,20 @@ async def run_one(
         cpu=cpu,
         rss=rss,
         plane_cpu=plane_cpu,
+        measured=measured,
         unfinished=len(names) - len(sleeps.finished),
     )
 
 
-def table(results: list[Result], raw: float, sleep: float) -> str:
+async def idle_cpu(plane: LocalControlPlane, seconds: float = 30) -> float:
+    """kube-apiserver + etcd CPU-seconds per second with no controller running: the share
+    of each run's figure that neither controller causes."""
+    before = sum(proc_cpu_seconds(p) for p in plane.pids)
+    await asyncio.sleep(seconds)
+    return (sum(proc_cpu_seconds(p) for p in plane.pids) - before) / seconds
+
+
+def table(results: list[Result], raw: float, sleep: float, idle: float = 0.0) -> str:
     def late(values: list[float]) -> str:
         if not values:
             return "n/a"
@@ -479,12 +492,17 @@ def table(results: list[Result], raw: float, sleep: float) -> str:
             "  per transition",
             [f"{r.plane_cpu / r.transitions * 1000:.2f} ms" for r in results],
         ),
+        (
+            "  per transition, net of the idle control plane",
+            [f"{(r.plane_cpu - idle * r.measured) / r.transitions * 1000:.2f} ms" for r in results],
+        ),
         ("not finished", [str(r.unfinished) for r in results]),
     ]
     header = "| " + " | ".join(["", *(r.label for r in results)]) + " |"
     lines = [header, "|" + "---|" * (len(results) + 1)]
     lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
     lines.append(f"\nraw ceiling of this run: {raw:.0f} status writes/s (64 in flight)")
+    lines.append(f"idle kube-apiserver + etcd: {idle * 60:.1f} CPU-s per minute")
     return "\n".join(lines)
 
 
@@ -522,6 +540,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.gather(*(create_raw(n) for n in raw_names))
             raw = await raw_ceiling(api, "raw", raw_names, 64, 15)
             print(f"raw ceiling: {raw:.0f} status writes/s", flush=True)
+            idle = await idle_cpu(plane)
+            print(f"idle control plane: {idle * 60:.1f} CPU-s per minute", flush=True)
             results = []
             runs: list[tuple[str, tuple[float, int, int, bool] | None]] = [("ours", None)]
             for spec in args.argo:
@@ -534,7 +554,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"running {label} ...", flush=True)
                 result = await run_one(plane, api, args, label, argo)
                 results.append(result)
-                print(table([result], raw, args.sleep), flush=True)
+                print(table([result], raw, args.sleep, idle), flush=True)
             if args.http:
                 server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
                 threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -545,7 +565,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"\n{args.workflows} workflows x 3 sleeps of {args.sleep:g} s, "
                 f"one control plane, one controller at a time\n"
             )
-            print(table(results, raw, args.sleep))
+            print(table(results, raw, args.sleep, idle))
     finally:
         if server is not None:
             server.shutdown()
