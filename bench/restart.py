@@ -13,13 +13,18 @@ the due moment passes, and a new operator starts. It reports:
 - the restarted operator's peak RSS against the killed one's steady-state RSS, and its CPU;
 - whether any workflow was lost (not in status as expected) or woke early.
 
-Run: .venv/bin/python bench/restart.py [--workflows 10000 --due 100 --outage 10]
+The due ones are named to sort among the others, spread to the end of the list (the
+initial list is in name order), so the last of them comes in its last page. The operator
+runs with its wake-up hint (``kube.wakehint``) unless ``--no-hint``.
+
+Run: .venv/bin/python bench/restart.py [--workflows 10000 --due 100 --outage 10 --no-hint]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import datetime
 import os
 import signal
@@ -33,6 +38,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+import cerebelum
 from cerebelum.api.durations import format_time, parse_time
 from cerebelum.devcluster import LocalControlPlane, ensure_binaries
 from cerebelum.kube.command import operator_argv
@@ -51,7 +57,7 @@ def manifest(name: str, sleep: dict[str, str]) -> dict[str, Any]:
         "kind": "Workflow",
         # The due ones are listed by label while the restart is measured: a list of all
         # 10,100 every 0.1 s would be measured as the operator's slowness.
-        "metadata": {"name": name, "labels": {"bench": name.split("-")[0]}},
+        "metadata": {"name": name, "labels": {"bench": "due" if name.endswith("-due") else "long"}},
         "spec": {"steps": [{"name": "nap", "sleep": sleep}]},
     }
 
@@ -75,13 +81,14 @@ def scheduled(port: int) -> float | None:
 
 
 class Operator:
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, hint: bool) -> None:
         self.port = free_port()
         self.log = Path(tempfile.mkdtemp(prefix="cerebelum-restart-")) / "operator.log"
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "CEREBELUM_METRICS_PORT": str(self.port),
+            "CEREBELUM_WAKE_HINT": "true" if hint else "false",
         }
         self.started = time.time()
         with self.log.open("wb") as out:
@@ -103,6 +110,10 @@ async def count_phases(api: client.CustomObjectsApi) -> dict[str, int]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    # The image's `pip install` compiles the package to bytecode; an editable checkout with
+    # PYTHONDONTWRITEBYTECODE set would compile it again on every start, and this measures
+    # the start.
+    compileall.compile_dir(str(Path(cerebelum.__file__).parent), quiet=1)
     bins = ensure_binaries()
     plane = LocalControlPlane(bins)
     plane.start()
@@ -113,7 +124,7 @@ async def main_async(args: argparse.Namespace) -> None:
         subprocess.run([*kubectl, "create", "ns", NS], check=True, capture_output=True)
         async with client.ApiClient(configuration) as api_client:
             api = client.CustomObjectsApi(api_client)
-            operator = Operator(plane.kubeconfig)
+            operator = Operator(plane.kubeconfig, not args.no_hint)
             sem = asyncio.Semaphore(32)
 
             async def create(name: str, sleep: dict[str, str]) -> None:
@@ -131,7 +142,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
             started = time.monotonic()
             await asyncio.gather(
-                *(create(f"long-{i:05d}", {"duration": args.long}) for i in range(args.workflows))
+                *(create(f"wf-{i:05d}", {"duration": args.long}) for i in range(args.workflows))
             )
             await all_sleeping(args.workflows)
             print(
@@ -140,22 +151,26 @@ async def main_async(args: argparse.Namespace) -> None:
                 flush=True,
             )
             # The due ones: their moment falls in the middle of the outage to come.
-            kill_at = time.time() + 10
+            # Late enough for the wake-up hint (rewritten every 5 s) to hold them.
+            kill_at = time.time() + 20
             due_at = kill_at + args.outage / 2
             until = format_time(datetime.datetime.fromtimestamp(due_at, datetime.UTC))
-            await asyncio.gather(
-                *(create(f"due-{i:04d}", {"until": until}) for i in range(args.due))
-            )
+            # Named to sort among the long ones, spread evenly to the end of the list (a
+            # list is in name order): the last due one comes in the list's last page.
+            due_names = [
+                f"wf-{(i + 1) * args.workflows // args.due - 1:05d}-due" for i in range(args.due)
+            ]
+            await asyncio.gather(*(create(name, {"until": until}) for name in due_names))
             total = args.workflows + args.due
             await all_sleeping(total)
-            if time.time() > kill_at:
+            if time.time() > kill_at - 6:
                 raise SystemExit("too slow to start the due ones before the kill")
             await asyncio.sleep(max(0.0, kill_at - time.time()))
             steady = rss_mib(operator.proc.pid)
             operator.kill()
             killed = time.time()
             await asyncio.sleep(max(0.0, killed + args.outage - time.time()))
-            operator = Operator(plane.kubeconfig)
+            operator = Operator(plane.kubeconfig, not args.no_hint)
             restart = operator.started
             all_scheduled = None
             ready = None
@@ -188,7 +203,7 @@ async def main_async(args: argparse.Namespace) -> None:
             for item in items:
                 name = item["metadata"]["name"]
                 nap = ((item.get("status") or {}).get("steps") or {}).get("nap") or {}
-                if name.startswith("long-"):
+                if not name.endswith("-due"):
                     lost += nap.get("phase") != "Sleeping"
                     early += nap.get("finishedAt") is not None
                 elif nap.get("finishedAt"):
@@ -210,7 +225,7 @@ async def main_async(args: argparse.Namespace) -> None:
             if woke:
                 print(
                     f"   the due ones finished after the restart: p50 {pct(after_restart, 0.5):.2f}s "
-                    f"max {max(after_restart):.2f}s (its startup hook ran "
+                    f"max {max(after_restart):.2f}s (its start-up hook ended "
                     f"{ready if ready is not None else float('nan'):.2f}s after the restart)"
                 )
                 late = [w - due_at for w in woke]
@@ -234,6 +249,9 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=100)
     parser.add_argument("--outage", type=float, default=10)
     parser.add_argument("--long", default="3h")
+    parser.add_argument(
+        "--no-hint", action="store_true", help="without the wake-up hint (CEREBELUM_WAKE_HINT)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -28,6 +28,10 @@ settings from the environment, which the Helm chart sets:
     CEREBELUM_LEADER_ELECTION    true: several replicas, only the Lease holder works
     CEREBELUM_LEASE_NAMESPACE    where the Lease lives (the operator's namespace)
     CEREBELUM_POD_NAME           this replica's name in the Lease
+    CEREBELUM_WAKE_HINT          true: keep the soonest deadlines in a ConfigMap, so that a
+                                 restart wakes the due workflows before its list is through
+    CEREBELUM_WAKE_HINT_NAMESPACE / _NAME / _SECONDS  that ConfigMap (the Lease's namespace,
+                                 cerebelum-operator-wakeups) and how often it is rewritten (5)
     CEREBELUM_METRICS_PORT       serve Prometheus metrics (/metrics) on this port
     CEREBELUM_WEBHOOK_PORT       serve the approver webhooks (HTTPS) on this port
     CEREBELUM_WEBHOOK_CERT/_KEY  the webhook's serving certificate and key (PEM files)

@@ -72,6 +72,7 @@ def test_rendered_manifests_pass_server_side_validation(
         ["Role", "RoleBinding"] if mode == "namespaced" else ["ClusterRole", "ClusterRoleBinding"]
     ) * 2  # the operator's and the workers'
     expected_rbac += ["Role", "RoleBinding"]  # the leader-election Lease
+    expected_rbac += ["Role", "RoleBinding"]  # the wake-up hint's ConfigMap
     workers = ["ServiceAccount", "Deployment"]  # the workers' identity, queue "droplets"
     webhook = [
         "MutatingWebhookConfiguration",
@@ -189,7 +190,7 @@ def _granted(cluster: Cluster, namespace: str) -> set[tuple[str, str, str]]:
         for d in _docs(cluster, *_namespaced(namespace))
         if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-worker")
     ]
-    assert len(roles) == 2, "the watched namespace's Role and the leader-election Role"
+    assert len(roles) == 3, "the watched namespace's Role, the leader-election and hint Roles"
     return {
         (group, resource, verb)
         for role in roles
@@ -257,6 +258,12 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
             "CEREBELUM_LEADER_ELECTION": "true",
             "CEREBELUM_LEASE_NAMESPACE": namespace,
             "CEREBELUM_POD_NAME": "operator-0",
+            # As the chart's Deployment sets them (rewritten every second here, so that
+            # the run both creates the ConfigMap and updates it).
+            "CEREBELUM_WAKE_HINT": "true",
+            "CEREBELUM_WAKE_HINT_NAMESPACE": namespace,
+            "CEREBELUM_WAKE_HINT_NAME": f"{RELEASE}-wakeups",
+            "CEREBELUM_WAKE_HINT_SECONDS": "1",
         },
     )
     operator.start()

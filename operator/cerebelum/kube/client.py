@@ -193,6 +193,51 @@ class KubeClient:
             raise
         return result
 
+    async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Workflow, or None if there is none of that name."""
+        try:
+            with _counted("get", PLURAL):
+                found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name
+                )
+        except ApiException as exc:
+            if object_missing(exc, name):
+                return None
+            raise
+        return found
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data, or None if there is no ConfigMap of that name."""
+        try:
+            with _counted("get", "configmaps"):
+                found = await self._core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if object_missing(exc, name):
+                return None
+            raise
+        return dict(found.data or {})
+
+    async def write_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Create or replace a ConfigMap holding ``data`` (last writer wins)."""
+        manifest: Any = {  # the client takes a dict where it is typed V1ConfigMap
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": self._component},
+            },
+            "data": data,
+        }
+        try:
+            with _counted("update", "configmaps"):
+                await self._core.replace_namespaced_config_map(name, namespace, manifest)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            with _counted("create", "configmaps"):
+                await self._core.create_namespaced_config_map(namespace, manifest)
+
     async def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A WorkflowTemplate, or None if there is none of that name."""
         try:

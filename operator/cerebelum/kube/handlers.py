@@ -29,6 +29,7 @@ from cerebelum.kube.leader import LeaderElector
 from cerebelum.kube.main import NAMESPACES_MEMO
 from cerebelum.kube.runtime import Runtime
 from cerebelum.kube.settings import OperatorSettings
+from cerebelum.kube.wakehint import WakeHint
 from cerebelum.kube.watch import ResourceWatch
 
 # A crash in native code (the CEL parser, a TLS library) must leave a trace in the log
@@ -102,6 +103,16 @@ async def start(
         memo["elector"] = elector
         memo["election"] = asyncio.create_task(elector.run(), name="cerebelum-leader-election")
     runtime.start()
+    if operator_settings.wake_hint.enabled:
+        # Before the list: the workflows that fell due while no operator ran go first.
+        hint = WakeHint(runtime.kube, operator_settings.wake_hint)
+        fetched = await hint.restore(memo[NAMESPACES_MEMO], runtime.observe)
+        if fetched:
+            logger.info("%d workflows due from the wake-up hint, before the list", fetched)
+        memo["wake-hint"] = asyncio.create_task(
+            hint.run(lambda: runtime.scheduler.deadlines, lambda: runtime.leading),
+            name="cerebelum-wake-hint",
+        )
     # The initial list in pages: after a restart with 10,000 workflows, one list of all of
     # them peaked the operator at 1.7x its steady RSS and held every timer back until the
     # whole answer was parsed; a page at a time, timers are set as pages arrive
@@ -149,7 +160,11 @@ async def _warm_up(watches: list[ResourceWatch]) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    tasks: list[asyncio.Task[None] | None] = [*(memo.get("watches") or []), memo.get("warm-up")]
+    tasks: list[asyncio.Task[None] | None] = [
+        *(memo.get("watches") or []),
+        memo.get("warm-up"),
+        memo.get("wake-hint"),
+    ]
     watches = [t for t in tasks if t is not None]
     for task in watches:
         task.cancel()

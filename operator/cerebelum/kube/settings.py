@@ -144,6 +144,32 @@ class LeaderSettings:
 
 
 @dataclass(frozen=True)
+class WakeHintSettings:
+    """The wake-up hint (``kube.wakehint``): the soonest deadlines, kept in a ConfigMap so a
+    restarted operator wakes the ones already due before its initial list is through."""
+
+    enabled: bool = False
+    namespace: str = "default"
+    name: str = "cerebelum-operator-wakeups"
+    #: Rewritten at most this often (seconds), and only when it changed.
+    interval: float = 5.0
+    #: Deadlines up to this far ahead (seconds) are kept, the soonest ``limit`` of them.
+    horizon: float = 120.0
+    limit: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WakeHintSettings:
+        return cls(
+            enabled=_flag(env, "CEREBELUM_WAKE_HINT", False),
+            namespace=env.get("CEREBELUM_WAKE_HINT_NAMESPACE")
+            or env.get("CEREBELUM_LEASE_NAMESPACE")
+            or cls.namespace,
+            name=env.get("CEREBELUM_WAKE_HINT_NAME", cls.name),
+            interval=float(env.get("CEREBELUM_WAKE_HINT_SECONDS", cls.interval)),
+        )
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     """The admission webhooks (HTTPS); ``port`` None: no webhook."""
 
@@ -201,6 +227,7 @@ class OperatorSettings:
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
+    wake_hint: WakeHintSettings = field(default_factory=WakeHintSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     actions: ActionSettings = field(default_factory=ActionSettings.defaults)
@@ -222,6 +249,7 @@ class OperatorSettings:
             reconcile=ReconcileSettings.from_env(env),
             backoff=BackoffSettings.from_env(env),
             leader=LeaderSettings.from_env(env),
+            wake_hint=WakeHintSettings.from_env(env),
             webhook=WebhookSettings.from_env(env),
             callbacks=CallbackSettings.from_env(env),
             actions=ActionSettings.from_env(env),

@@ -12,7 +12,9 @@ import contextlib
 import datetime
 import heapq
 import itertools
+import types
 from collections import deque
+from collections.abc import Mapping
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -106,6 +108,11 @@ class WakeScheduler:
     @property
     def waiting(self) -> int:
         return len(self._wanted)
+
+    @property
+    def deadlines(self) -> Mapping[Key, datetime.datetime]:
+        """Every key's deadline (read-only)."""
+        return types.MappingProxyType(self._wanted)
 
     async def run(self) -> None:
         while True:
