@@ -195,16 +195,7 @@ class KubeClient:
 
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Workflow, or None if there is none of that name."""
-        try:
-            with _counted("get", PLURAL):
-                found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name
-                )
-        except ApiException as exc:
-            if object_missing(exc, name):
-                return None
-            raise
-        return found
+        return await self._get(PLURAL, namespace, name)
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         """A ConfigMap's data, or None if there is no ConfigMap of that name."""
@@ -240,10 +231,13 @@ class KubeClient:
 
     async def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A WorkflowTemplate, or None if there is none of that name."""
+        return await self._get(TEMPLATE_PLURAL, namespace, name)
+
+    async def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            with _counted("get", TEMPLATE_PLURAL):
+            with _counted("get", plural):
                 found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, TEMPLATE_PLURAL, name
+                    GROUP, VERSION, namespace, plural, name
                 )
         except ApiException as exc:
             if object_missing(exc, name):

@@ -158,8 +158,8 @@ class WakeHint:
             async with gate:
                 try:
                     body = await self.kube.get_workflow(*key)
-                except ApiException as exc:
-                    logger.debug("wake-up hint: %s/%s not fetched: %s", *key, exc.status)
+                except Exception as exc:  # this one waits for the list, the others go on
+                    logger.debug("wake-up hint: %s/%s not fetched: %s", *key, exc)
                     return False
             if body is None:
                 return False
