@@ -6,11 +6,13 @@ It wraps either the local control plane or an existing cluster named by
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from cerebelum.devcluster import LocalControlPlane
+from cerebelum.kube.rest import RestClient
 
 T = TypeVar("T")
 
@@ -140,3 +143,22 @@ def eventually(check: Callable[[], T], *, timeout: float = 10.0, interval: float
             assert error is not None
             raise error
         time.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def rest_client(kubeconfig: Path) -> AsyncIterator[RestClient]:
+    """The operator's own API client (kube.rest), logged in with ``kubeconfig`` as the
+    operator would be with KUBECONFIG naming it."""
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    try:
+        rest = await RestClient.connect()
+    finally:
+        if saved is None:
+            del os.environ["KUBECONFIG"]
+        else:
+            os.environ["KUBECONFIG"] = saved
+    try:
+        yield rest
+    finally:
+        await rest.close()

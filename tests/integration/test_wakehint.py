@@ -15,30 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client, config
 
 from cerebelum.api.durations import format_time
 from cerebelum.kube.client import KubeClient
 from cerebelum.kube.settings import WakeHintSettings
 from cerebelum.kube.wakehint import DATA_KEY, WakeHint
 from tests.harness import Cluster
-from tests.harness.cluster import eventually
+from tests.harness.cluster import eventually, rest_client
 from tests.harness.operator import OperatorProcess
 from tests.harness.workflows import wait_for_phase, workflow
 
 HINT = "cerebelum-operator-wakeups"
 
 
-async def _client(kubeconfig: Path) -> client.ApiClient:
-    configuration = client.Configuration()
-    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
 @pytest.fixture
 async def kube(cluster: Cluster, crds: None) -> AsyncIterator[KubeClient]:
-    async with await _client(cluster.kubeconfig) as api:
-        yield KubeClient(api, "test")
+    async with rest_client(cluster.kubeconfig) as rest:
+        yield KubeClient(rest, "test")
 
 
 def _hint_lines(cluster: Cluster, namespace: str) -> list[str]:
@@ -168,8 +161,8 @@ async def test_without_permission_it_says_so_once_and_stops(
     cp = cluster.control_plane
     if cp is None:
         pytest.skip("needs a user without rights, by client certificate")
-    async with await _client(cp.kubeconfig_for_user("no-rights")) as api:
-        kube = KubeClient(api, "test")
+    async with rest_client(cp.kubeconfig_for_user("no-rights")) as rest:
+        kube = KubeClient(rest, "test")
         settings = WakeHintSettings(enabled=True, namespace=namespace, name=HINT, interval=0.05)
         hint = WakeHint(kube, settings)
         with caplog.at_level(logging.WARNING):

@@ -8,23 +8,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client, config
 
 from cerebelum.api import PLURAL
 from cerebelum.kube.client import KubeClient
 from cerebelum.kube.watch import Expired, ResourceWatch, WatchSettings
 from tests.harness import Cluster
+from tests.harness.cluster import rest_client
 from tests.harness.workflows import workflow
 
 
 @pytest.fixture
 async def kube(cluster: Cluster, crds: None) -> AsyncIterator[KubeClient]:
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(cluster.kubeconfig), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
-        yield KubeClient(api, "test")
+    async with rest_client(cluster.kubeconfig) as rest:
+        yield KubeClient(rest, "test")
 
 
 class Seen:
@@ -101,15 +97,10 @@ async def test_a_refused_watch_is_retried_not_fatal(
     retry with backoff and say why in the log, never end."""
     cluster.kubectl("-n", namespace, "create", "serviceaccount", "nobody")
     token = cluster.kubectl("-n", namespace, "create", "token", "nobody").stdout.strip()
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(cluster.kubeconfig_with_token(f"nobody-{namespace}", token)),
-        client_configuration=configuration,
-    )
     seen = Seen()
-    async with client.ApiClient(configuration) as api:
+    async with rest_client(cluster.kubeconfig_with_token(f"nobody-{namespace}", token)) as rest:
         watch = ResourceWatch(
-            KubeClient(api, "test"),
+            KubeClient(rest, "test"),
             PLURAL,
             namespace,
             seen.observe,

@@ -144,6 +144,21 @@ async def test_due_timers_and_results_go_before_watch_events() -> None:
     assert len(queue) == 98
 
 
+async def test_urgent_done_waits_for_the_urgent_work_to_finish_not_just_start() -> None:
+    queue = WorkQueue()
+    queue.add(("ns", "due"), urgent=True)
+    waiter = asyncio.create_task(queue.urgent_done(timeout=5))
+    key = await queue.get()
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # taken, but its reconciliation has not finished
+    queue.done(key)
+    await asyncio.wait_for(waiter, 1)
+    queue.add(("ns", "stuck"), urgent=True)
+    started = asyncio.get_running_loop().time()
+    await queue.urgent_done(timeout=0.1)  # nobody takes it: it gives up at the timeout
+    assert asyncio.get_running_loop().time() - started >= 0.1
+
+
 async def test_wake_scheduler_wakes_each_key_at_its_latest_deadline() -> None:
     queue = WorkQueue()
     scheduler = WakeScheduler(queue)

@@ -40,8 +40,9 @@ class ActionContext:
     secrets: SecretSource = field(default_factory=NoSecrets)
     #: This action kind's own settings (the ``settings`` type its ``ActionKind`` names).
     settings: Any = None
-    #: The operator's Kubernetes API client (a kubernetes_asyncio ApiClient), for job steps.
-    kube: Any = None
+    #: The operator's typed Kubernetes API client, for job and python steps: awaited, it
+    #: gives a kubernetes_asyncio ApiClient (imported on first use, not at the start).
+    kube: Callable[[], Awaitable[Any]] | None = None
     #: The workflow's inputs (handed to Python steps as context.inputs).
     inputs: dict[str, Any] = field(default_factory=dict)
     #: The step's approval record, if it has a gate (context.approval of Python steps).

@@ -35,6 +35,21 @@ class ActionError(Exception):
         self.pins = pins
 
 
+class ApiError(Exception):
+    """A Kubernetes API server's refusal, as the operator's own client (``kube.rest``)
+    raises it: the HTTP status, the reason the server gave and its answer (a ``Status``
+    object, at most 64 KiB). Never the request: a request can hold a token or a Secret.
+
+    It has the attributes of ``kubernetes_asyncio``'s ApiException (``status``, ``reason``,
+    ``body``), so code that reads a refusal reads either the same way."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
 def transport_error(exc: BaseException) -> ActionError | None:
     """The retryable error a connection problem is, whichever client raised it (aiohttp,
     sockets, pydo's azure-core pipeline, the Kubernetes client), or None if it is not one.
@@ -48,6 +63,8 @@ def transport_error(exc: BaseException) -> ActionError | None:
         return ActionError("ConnectionFailed", f"cannot connect ({name})", retryable=True)
     if isinstance(exc, aiohttp.ClientError | OSError):
         return ActionError("Transport", f"the connection failed ({name})", retryable=True)
+    if isinstance(exc, ApiError):
+        return _api_refusal(exc.status)
     for cls in type(exc).__mro__:
         if cls.__module__.startswith("azure.core") and cls.__name__ in (
             "ServiceRequestError",
@@ -55,9 +72,12 @@ def transport_error(exc: BaseException) -> ActionError | None:
         ):
             return ActionError("Transport", f"the connection failed ({name})", retryable=True)
         if cls.__name__ == "ApiException" and cls.__module__.startswith("kubernetes_asyncio"):
-            status = int(getattr(exc, "status", 0) or 0)
-            if status in (0, 429) or status >= 500:
-                return ActionError(
-                    "ApiError", f"the Kubernetes API answered HTTP {status}", retryable=True
-                )
+            return _api_refusal(int(getattr(exc, "status", 0) or 0))
+    return None
+
+
+def _api_refusal(status: int) -> ActionError | None:
+    """An API server's answer that a retry can change: none at all, 429 or a 5xx."""
+    if status in (0, 429) or status >= 500:
+        return ActionError("ApiError", f"the Kubernetes API answered HTTP {status}", retryable=True)
     return None

@@ -137,7 +137,8 @@ async def job(params: dict[str, Any], context: ActionContext) -> Any:
     from kubernetes_asyncio import client
     from kubernetes_asyncio.client.exceptions import ApiException
 
-    batch, core = client.BatchV1Api(context.kube), client.CoreV1Api(context.kube)
+    api = await context.kube()
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     name = job_name(context)
     try:
         body: Any = build_job(name, params, context)  # a plain dict is sent as is

@@ -202,7 +202,7 @@ async def python(params: dict[str, Any], context: ActionContext) -> Any:
     from kubernetes_asyncio import client
     from kubernetes_asyncio.client.exceptions import ApiException
 
-    custom = client.CustomObjectsApi(context.kube)
+    custom = client.CustomObjectsApi(await context.kube())
     hub: StepRunResults = context.stepruns
     name = attempt_name(context)
     ns = context.namespace

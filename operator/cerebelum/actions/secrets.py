@@ -9,10 +9,11 @@ HTTP server reflecting a header, an error quoting a request) cannot leak it.
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from cerebelum.actions.api_retry import api_call
-from cerebelum.actions.errors import ActionError, transport_error
+from cerebelum.actions.errors import ActionError, ApiError, transport_error
 
 REDACTED = "***"
 
@@ -24,11 +25,15 @@ class SecretSource(Protocol):
     def revealed(self) -> frozenset[str]: ...
 
 
-class KubeSecretSource:
-    """Reads Secrets in one namespace with a ``kubernetes_asyncio`` CoreV1Api."""
+#: Reads a Secret's ``data`` (base64 values): (namespace, name); a refusal raises ApiError.
+SecretReader = Callable[[str, str], Awaitable[dict[str, str]]]
 
-    def __init__(self, core_api: Any, namespace: str) -> None:
-        self._core = core_api
+
+class KubeSecretSource:
+    """Reads Secrets in one namespace through the operator's API client."""
+
+    def __init__(self, reader: SecretReader, namespace: str) -> None:
+        self._reader = reader
         self._namespace = namespace
         self._revealed: set[str] = set()
 
@@ -37,15 +42,10 @@ class KubeSecretSource:
         return frozenset(self._revealed)
 
     async def read(self, name: str, key: str) -> str:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         where = f"secret {name!r} (key {key!r}) in namespace {self._namespace!r}"
         try:
-            secret = await api_call(
-                lambda: self._core.read_namespaced_secret(name, self._namespace),
-                f"reading {where}",
-            )
-        except ApiException as exc:
+            data = await api_call(lambda: self._reader(self._namespace, name), f"reading {where}")
+        except ApiError as exc:
             if exc.status == 404:
                 raise ActionError(
                     "SecretNotFound", f"{where} does not exist", retryable=True
@@ -64,7 +64,6 @@ class KubeSecretSource:
             raise ActionError(
                 "SecretUnavailable", f"reading {where} failed: {transient.message}", retryable=True
             ) from None
-        data = secret.data or {}
         if key not in data:
             keys = ", ".join(sorted(data)) or "none"
             raise ActionError(

@@ -37,10 +37,9 @@ import ssl
 from typing import Any
 
 from aiohttp import web
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from cerebelum.actions.errors import ApiError
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.durations import format_time
 from cerebelum.api.spec import CALLBACK_PAYLOAD_LIMIT_BYTES, WorkflowSpec
@@ -50,6 +49,7 @@ from cerebelum.engine.callback import payload_problem
 from cerebelum.engine.types import CallbackOutcome
 from cerebelum.kube import metrics
 from cerebelum.kube.failures import describe_failure
+from cerebelum.kube.rest import RestClient, path_of
 from cerebelum.kube.settings import CALLBACK_RECEIVED_PREFIX, CallbackSettings
 
 logger = logging.getLogger("cerebelum.callbacks")
@@ -72,8 +72,8 @@ def _reply(status: int, body: dict[str, Any]) -> web.Response:
 class CallbackEndpoint:
     """The HTTP side of callback waits, for one operator process."""
 
-    def __init__(self, api: client.ApiClient, issuer: CallbackIssuer) -> None:
-        self._custom = client.CustomObjectsApi(api)
+    def __init__(self, rest: RestClient, issuer: CallbackIssuer) -> None:
+        self._rest = rest
         self.issuer = issuer
         self._runner: web.AppRunner | None = None
 
@@ -129,7 +129,7 @@ class CallbackEndpoint:
                 try:
                     await self._record(claims, token_hash(token), outcome, data)
                     break
-                except ApiException as exc:
+                except ApiError as exc:
                     if exc.status != 409:  # 409: it changed since we read it: look again
                         raise
             else:
@@ -155,12 +155,10 @@ class CallbackEndpoint:
     ) -> None:
         """Check that the attempt still waits for this callback, then record it durably."""
         # A list by name: the verb the operator's watch needs anyway (no extra RBAC).
-        found = await self._custom.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            claims.namespace,
-            PLURAL,
-            field_selector=f"metadata.name={claims.workflow}",
+        found = await self._rest.request(
+            "GET",
+            path_of(GROUP, VERSION, PLURAL, claims.namespace),
+            params={"fieldSelector": f"metadata.name={claims.workflow}"},
         )
         if not found.get("items"):
             raise _Refused(404, "")
@@ -209,14 +207,11 @@ class CallbackEndpoint:
                 "annotations": {key: json.dumps(record, separators=(",", ":"))},
             }
         }
-        await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-            GROUP,
-            VERSION,
-            claims.namespace,
-            PLURAL,
-            claims.workflow,
-            patch,
-            _content_type="application/merge-patch+json",
+        await self._rest.request(
+            "PATCH",
+            path_of(GROUP, VERSION, PLURAL, claims.namespace, claims.workflow),
+            body=patch,
+            content_type="application/merge-patch+json",
         )
 
 

@@ -1,4 +1,5 @@
-"""The few API calls the operator makes, on ``kubernetes_asyncio`` (aiohttp, like Kopf).
+"""The few API calls the operator makes, through its own client (``kube.rest``: aiohttp, as
+Kopf uses).
 
 Kept in one place so the operator's API traffic is easy to count and to reason about:
 a status write (PUT with resourceVersion, so a stale read can never overwrite newer
@@ -7,7 +8,10 @@ state), an annotation patch, and Events.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import importlib
 import json
 import logging
 import os
@@ -16,11 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from cerebelum.actions.api_retry import object_missing
+from cerebelum.actions.errors import ApiError
 from cerebelum.actions.owned import label_value
 from cerebelum.api import GROUP, PLURAL, VERSION
 from cerebelum.api.cronworkflow import CRON_PLURAL
@@ -28,6 +29,7 @@ from cerebelum.api.objects import status_update
 from cerebelum.api.steprun import LABEL_WORKFLOW, STEPRUN_PLURAL
 from cerebelum.api.workflowtemplate import TEMPLATE_PLURAL
 from cerebelum.kube.metrics import API_REQUESTS
+from cerebelum.kube.rest import RestClient, path_of
 from cerebelum.kube.settings import CANCEL
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ def _counted(verb: str, resource: str) -> Iterator[None]:
     code = "200"
     try:
         yield
-    except ApiException as exc:
+    except ApiError as exc:
         code = str(exc.status)
         raise
     except Exception:
@@ -57,96 +59,66 @@ class Gone(Exception):
     """The object no longer exists."""
 
 
-async def connect() -> client.ApiClient:
-    """Credentials the way kubectl finds them: in-cluster, else KUBECONFIG/~/.kube/config."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config()
-    api = client.ApiClient()
-    skip_environment_lookups(api)
-    return api
-
-
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NETRC")
-
-
-def skip_environment_lookups(api: client.ApiClient) -> None:
-    """kubernetes_asyncio's aiohttp session trusts the environment, so before every request
-    it looks for proxy variables and a ~/.netrc, on a thread of the default executor: two
-    thread hops per API call, a tenth of the operator's CPU at a few hundred writes a
-    second. With nothing there to find, the lookups are turned off; with a proxy or netrc
-    configured they stay, and are honoured."""
-    configured = any(
-        os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES
-    )
-    if configured or Path("~/.netrc").expanduser().exists():
-        return
-    session = getattr(api.rest_client, "pool_manager", None)
-    if session is not None and hasattr(session, "_trust_env"):
-        session._trust_env = False  # aiohttp has no public setter after construction
-
-
 class KubeClient:
-    def __init__(self, api: client.ApiClient, component: str) -> None:
-        self.api = api
-        self._custom = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
+    def __init__(self, rest: RestClient, component: str) -> None:
+        self.rest = rest
         self._component = component
+        self._typed: asyncio.Task[Any] | None = None
 
-    @property
-    def core(self) -> client.CoreV1Api:
-        """For reading Secrets on behalf of actions."""
-        return self._core
+    async def typed(self) -> Any:
+        """``kubernetes_asyncio``'s ApiClient, for the actions that use its typed APIs (Jobs,
+        python steps). Imported on a thread the first time it is asked for (the import takes
+        a third of a second or more, which must not stall the event loop), and configured the
+        way ``rest.login`` finds the credentials."""
+        if self._typed is None:
+            self._typed = asyncio.create_task(_typed_client())
+        return await asyncio.shield(self._typed)
+
+    def warm_up(self) -> None:
+        """Start importing the typed client now (after the start's urgent part)."""
+        if self._typed is None:
+            self._typed = asyncio.create_task(_typed_client())
+
+    async def close(self) -> None:
+        if self._typed is not None:
+            if not self._typed.done():
+                self._typed.cancel()
+            # Never loaded (cancelled, or it failed): nothing to close.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await (await self._typed).close()
+        await self.rest.close()
 
     async def list_page(
         self, plural: str, namespace: str | None, limit: int, after: str | None
     ) -> dict[str, Any]:
         """One page of a list of our objects (``namespace`` None: every namespace): its
         ``items``, ``metadata.continue`` and ``metadata.resourceVersion``."""
-        kwargs: dict[str, Any] = {"limit": limit}
+        params: dict[str, str | int] = {"limit": limit}
         if after:
-            kwargs["_continue"] = after
+            params["continue"] = after
         with _counted("list", plural):
-            if namespace is None:
-                page: dict[str, Any] = await self._custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, **kwargs
-                )
-            else:
-                page = await self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, **kwargs
-                )
-        return page
+            return await self.rest.request(
+                "GET", path_of(GROUP, VERSION, plural, namespace), params=params
+            )
 
     async def watch(
         self, plural: str, namespace: str | None, version: str, timeout: int
     ) -> AsyncIterator[dict[str, Any]]:
         """The events of one watch request from ``version``, bookmarks included, until the
-        API server ends it (``timeout`` seconds). A refused request raises ApiException.
+        API server ends it (``timeout`` seconds). A refused request raises ApiError.
 
         The stream is split into lines here rather than with aiohttp's ``readline``, which
         refuses a line over 128 KiB: one event holds a whole object, up to etcd's limit."""
-        kwargs: dict[str, Any] = {
-            "watch": True,
-            "resource_version": version,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": timeout,
-            "_preload_content": False,
-            "_request_timeout": aiohttp.ClientTimeout(connect=30, sock_read=timeout + 30),
+        params: dict[str, str | int] = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout,
         }
+        path = path_of(GROUP, VERSION, plural, namespace)
         with _counted("watch", plural):
-            if namespace is None:
-                response = await self._custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, **kwargs
-                )
-            else:
-                response = await self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, **kwargs
-                )
-            if response.status != 200:
-                reason = (await response.text())[:500]
-                response.release()
-                raise ApiException(status=response.status, reason=reason)
+            stream = self.rest.stream(path, params, read_timeout=timeout + 30)
+            response = await stream.__aenter__()
         try:
             pending: list[bytes] = []
             async for chunk in response.content.iter_any():
@@ -159,7 +131,7 @@ class KubeClient:
                     if line.strip():
                         yield json.loads(line)
         finally:
-            response.release()
+            await stream.__aexit__(None, None, None)
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""
@@ -177,15 +149,12 @@ class KubeClient:
         meta = body["metadata"]
         try:
             with _counted("update", f"{plural}/status"):
-                result: dict[str, Any] = await self._custom.replace_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    meta["namespace"],
-                    plural,
-                    meta["name"],
-                    status_update(body, status),
+                result = await self.rest.request(
+                    "PUT",
+                    path_of(GROUP, VERSION, plural, meta["namespace"], meta["name"], "status"),
+                    body=status_update(body, status),
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 raise Conflict(meta["name"]) from None
             if object_missing(exc, meta["name"]):
@@ -201,16 +170,18 @@ class KubeClient:
         """A ConfigMap's data, or None if there is no ConfigMap of that name."""
         try:
             with _counted("get", "configmaps"):
-                found = await self._core.read_namespaced_config_map(name, namespace)
-        except ApiException as exc:
+                found = await self.rest.request(
+                    "GET", path_of("", "v1", "configmaps", namespace, name)
+                )
+        except ApiError as exc:
             if object_missing(exc, name):
                 return None
             raise
-        return dict(found.data or {})
+        return dict(found.get("data") or {})
 
     async def write_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
         """Create or replace a ConfigMap holding ``data`` (last writer wins)."""
-        manifest: Any = {  # the client takes a dict where it is typed V1ConfigMap
+        manifest = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
@@ -222,12 +193,22 @@ class KubeClient:
         }
         try:
             with _counted("update", "configmaps"):
-                await self._core.replace_namespaced_config_map(name, namespace, manifest)
-        except ApiException as exc:
+                await self.rest.request(
+                    "PUT", path_of("", "v1", "configmaps", namespace, name), body=manifest
+                )
+        except ApiError as exc:
             if exc.status != 404:
                 raise
             with _counted("create", "configmaps"):
-                await self._core.create_namespaced_config_map(namespace, manifest)
+                await self.rest.request(
+                    "POST", path_of("", "v1", "configmaps", namespace), body=manifest
+                )
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data (base64 values), for actions; its values never reach a log."""
+        with _counted("get", "secrets"):
+            found = await self.rest.request("GET", path_of("", "v1", "secrets", namespace, name))
+        return dict(found.get("data") or {})
 
     async def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A WorkflowTemplate, or None if there is none of that name."""
@@ -236,10 +217,10 @@ class KubeClient:
     async def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             with _counted("get", plural):
-                found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name
+                found = await self.rest.request(
+                    "GET", path_of(GROUP, VERSION, plural, namespace, name)
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if object_missing(exc, name):
                 return None
             raise
@@ -255,7 +236,7 @@ class KubeClient:
             await self._patch(
                 meta["namespace"], meta["name"], patch, "application/merge-patch+json"
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 raise Conflict(meta["name"]) from None
             raise
@@ -266,10 +247,10 @@ class KubeClient:
         meta = manifest["metadata"]
         try:
             with _counted("create", PLURAL):
-                await self._custom.create_namespaced_custom_object(
-                    GROUP, VERSION, meta["namespace"], PLURAL, manifest
+                await self.rest.request(
+                    "POST", path_of(GROUP, VERSION, PLURAL, meta["namespace"]), body=manifest
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 return False
             raise
@@ -278,15 +259,12 @@ class KubeClient:
     async def delete_workflow(self, namespace: str, name: str) -> None:
         try:
             with _counted("delete", PLURAL):
-                await self._custom.delete_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    body=client.V1DeleteOptions(propagation_policy="Background"),
+                await self.rest.request(
+                    "DELETE",
+                    path_of(GROUP, VERSION, PLURAL, namespace, name),
+                    body=_delete_options(),
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
@@ -315,7 +293,7 @@ class KubeClient:
             try:
                 await self._patch(namespace, name, ops, "application/json-patch+json")
                 return
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status not in (409, 422):  # 422: a value changed: keep those keys
                     raise
             keys = {k: v for k, v in keys.items() if v is None}
@@ -330,18 +308,14 @@ class KubeClient:
 
     async def _patch(self, namespace: str, name: str, patch: Any, content_type: str) -> None:
         try:
-            # _content_type reaches the client through **kwargs, which its stubs do not declare.
             with _counted("patch", "workflows"):
-                await self._custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    _content_type=content_type,
+                await self.rest.request(
+                    "PATCH",
+                    path_of(GROUP, VERSION, PLURAL, namespace, name),
+                    body=patch,
+                    content_type=content_type,
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
@@ -350,19 +324,17 @@ class KubeClient:
         remove them too, with the workflow, where a garbage collector runs)."""
         try:
             with _counted("deletecollection", "stepruns"):
-                await self._custom.delete_collection_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    STEPRUN_PLURAL,
-                    label_selector=f"{LABEL_WORKFLOW}={label_value(workflow)}",
+                await self.rest.request(
+                    "DELETE",
+                    path_of(GROUP, VERSION, STEPRUN_PLURAL, namespace),
+                    params={"labelSelector": f"{LABEL_WORKFLOW}={label_value(workflow)}"},
                 )
         except Exception as exc:  # an API error or a broken connection: never fatal
             logger.warning(
                 "could not delete the stepruns of %s/%s: %s",
                 namespace,
                 workflow,
-                f"HTTP {exc.status}" if isinstance(exc, ApiException) else type(exc).__name__,
+                f"HTTP {exc.status}" if isinstance(exc, ApiError) else type(exc).__name__,
             )
 
     async def delete_expired(self, body: dict[str, Any]) -> None:
@@ -376,30 +348,30 @@ class KubeClient:
         await self.delete_stepruns(namespace, name)
         try:
             with _counted("deletecollection", "jobs"):
-                await client.BatchV1Api(self.api).delete_collection_namespaced_job(
-                    namespace, label_selector=selector, propagation_policy="Background"
+                await self.rest.request(
+                    "DELETE",
+                    path_of("batch", "v1", "jobs", namespace),
+                    params={"labelSelector": selector, "propagationPolicy": "Background"},
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             logger.warning(
                 "could not delete the jobs of %s/%s: HTTP %s", namespace, name, exc.status
             )
-        options = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(uid=meta["uid"]),
-            propagation_policy="Background",
-        )
         try:
             with _counted("delete", "workflows"):
-                await self._custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, body=options
+                await self.rest.request(
+                    "DELETE",
+                    path_of(GROUP, VERSION, PLURAL, namespace, name),
+                    body=_delete_options(uid=meta["uid"]),
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status not in (404, 409):  # gone, or another workflow under this name
                 raise
 
     async def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Best effort: an Event that cannot be posted is logged, never fatal."""
         meta = body["metadata"]
-        now = datetime.datetime.now(datetime.UTC)
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
@@ -420,12 +392,54 @@ class KubeClient:
         }
         try:
             with _counted("create", "events"):
-                await self._core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+                await self.rest.request(
+                    "POST", path_of("", "v1", "events", meta["namespace"]), body=event
+                )
         except Exception as exc:  # an API error or a broken connection: never fatal
             logger.warning(
                 "could not post event %s for %s/%s: %s",
                 reason,
                 meta["namespace"],
                 meta["name"],
-                f"HTTP {exc.status}" if isinstance(exc, ApiException) else type(exc).__name__,
+                f"HTTP {exc.status}" if isinstance(exc, ApiError) else type(exc).__name__,
             )
+
+
+def _delete_options(uid: str | None = None) -> dict[str, Any]:
+    """Delete in the background; with ``uid``, only the object of that uid."""
+    options: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+    }
+    if uid is not None:
+        options["preconditions"] = {"uid": uid}
+    return options
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NETRC")
+
+
+async def _typed_client() -> Any:
+    """kubernetes_asyncio's ApiClient, its package imported on a thread of the default
+    executor, its credentials found by its own loaders (in-cluster, else the kubeconfig)."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, importlib.import_module, "kubernetes_asyncio.config")
+    from kubernetes_asyncio import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    api = client.ApiClient()
+    # Its aiohttp session trusts the environment, so before every request it looks for
+    # proxy variables and a ~/.netrc on a thread: two thread hops per call. With nothing
+    # there to find, the lookups are turned off; a configured proxy or netrc is honoured.
+    configured = any(
+        os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES
+    )
+    session = getattr(api.rest_client, "pool_manager", None)
+    quiet = not configured and not Path("~/.netrc").expanduser().exists()
+    if quiet and session is not None and hasattr(session, "_trust_env"):
+        session._trust_env = False  # aiohttp has no public setter after construction
+    return api

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+from cerebelum.actions.errors import ApiError
+from cerebelum.kube.rest import RestClient, path_of
 
 logger = logging.getLogger("cerebelum.leader")
 
@@ -28,10 +28,25 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _micro_time(moment: datetime.datetime) -> str:
+    """A Lease's times are MicroTime: RFC 3339 with microseconds."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
 class LeaderElector:
     def __init__(
         self,
-        api: client.ApiClient,
+        rest: RestClient,
         namespace: str,
         name: str,
         identity: str,
@@ -40,7 +55,7 @@ class LeaderElector:
         renew_seconds: float = 5.0,
         on_change: Callable[[bool], None] = lambda leading: None,
     ) -> None:
-        self._coordination = client.CoordinationV1Api(api)
+        self._rest = rest
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
         self._on_change = on_change
@@ -59,53 +74,61 @@ class LeaderElector:
             )
             self._on_change(leading)
 
-    def _spec(self, now: datetime.datetime, acquired: Any = None) -> dict[str, Any]:
+    def _spec(self, now: datetime.datetime, acquired: str | None = None) -> dict[str, Any]:
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self.lease_seconds)),
-            "acquireTime": acquired or now,
-            "renewTime": now,
+            "acquireTime": acquired or _micro_time(now),
+            "renewTime": _micro_time(now),
         }
+
+    def _path(self, *name: str) -> str:
+        return path_of("coordination.k8s.io", "v1", "leases", self.namespace, *name)
 
     async def try_acquire(self) -> bool:
         """One round: create, renew or take over the Lease; True while we hold it."""
         now = _now()
         try:
-            lease = await self._coordination.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as exc:
+            lease = await self._rest.request("GET", self._path(self.name))
+        except ApiError as exc:
             if exc.status != 404:
                 raise
             body: Any = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": self._spec(now),
             }
             try:
-                await self._coordination.create_namespaced_lease(self.namespace, body)
-            except ApiException as create_exc:
+                await self._rest.request("POST", self._path(), body=body)
+            except ApiError as create_exc:
                 if create_exc.status == 409:
                     return False  # another replica created it first
                 raise
             self._renewed_at = now
             return True
-        spec = lease.spec
-        mine = spec.holder_identity == self.identity
-        renewed = spec.renew_time or spec.acquire_time
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        mine = holder == self.identity
+        renewed = _parse_time(spec.get("renewTime")) or _parse_time(spec.get("acquireTime"))
         expired = renewed is None or now >= renewed + datetime.timedelta(
-            seconds=spec.lease_duration_seconds or self.lease_seconds
+            seconds=spec.get("leaseDurationSeconds") or self.lease_seconds
         )
-        if not (mine or expired or not spec.holder_identity):
+        if not (mine or expired or not holder):
             return False
         body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
             "metadata": {
                 "name": self.name,
                 "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
+                "resourceVersion": lease["metadata"]["resourceVersion"],
             },
-            "spec": self._spec(now, spec.acquire_time if mine else None),
+            "spec": self._spec(now, spec.get("acquireTime") if mine else None),
         }
         try:
-            await self._coordination.replace_namespaced_lease(self.name, self.namespace, body)
-        except ApiException as exc:
+            await self._rest.request("PUT", self._path(self.name), body=body)
+        except ApiError as exc:
             if exc.status == 409:
                 return False  # someone else renewed or took it in between
             raise
@@ -118,19 +141,22 @@ class LeaderElector:
             return
         self._set(False)
         try:
-            lease = await self._coordination.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity != self.identity:
+            lease = await self._rest.request("GET", self._path(self.name))
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.identity:
                 return
             body: Any = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
                 "metadata": {
                     "name": self.name,
                     "namespace": self.namespace,
-                    "resourceVersion": lease.metadata.resource_version,
+                    "resourceVersion": lease["metadata"]["resourceVersion"],
                 },
-                "spec": {"leaseDurationSeconds": lease.spec.lease_duration_seconds},
+                "spec": {"leaseDurationSeconds": spec.get("leaseDurationSeconds")},
             }
-            await self._coordination.replace_namespaced_lease(self.name, self.namespace, body)
-        except ApiException as exc:
+            await self._rest.request("PUT", self._path(self.name), body=body)
+        except ApiError as exc:
             logger.warning(
                 "could not release lease %s/%s: HTTP %s", self.namespace, self.name, exc.status
             )

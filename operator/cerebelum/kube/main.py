@@ -5,6 +5,14 @@ Kopf's ``kopf run`` would start the same handlers, but the runtime watches Workf
 (``kube.watch``) and must watch the namespaces Kopf is told to: both get them here, from one
 command line. Kopf is then started through its programmatic API (``kopf.operator``), on
 uvloop where it is installed, as ``kopf run`` would.
+
+Kopf is imported here without its optional support for ``kubernetes_asyncio``'s model
+objects (``kopf.adopt()`` on a ``V1Pod`` and such, which this operator never uses: it hands
+Kopf plain dicts). That support imports the whole typed client, some 700 modules and a
+third of a second or more before a restarted operator can wake the workflows that fell due
+while it was down (``bench/restart.py``). For the same reason Kopf's registry here is a
+plain one: the default one looks for client libraries to log in with, importing them, where
+the operator's own login (``kube.rest``) is registered instead.
 """
 
 from __future__ import annotations
@@ -12,20 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import kopf
+from types import ModuleType
 
 from cerebelum.kube.command import HANDLERS_MODULE, WEBHOOKS_MODULE
 
 #: The key of kopf.Memo under which the startup handler finds the namespaces.
 NAMESPACES_MEMO = "namespaces"
-_LOG_FORMATS = {
-    "plain": kopf.LogFormat.PLAIN,
-    "full": kopf.LogFormat.FULL,
-    "json": kopf.LogFormat.JSON,
-}
+_LOG_FORMATS = ("plain", "full", "json")
+#: What Kopf imports only for kopf.adopt() and friends on kubernetes_asyncio's models.
+_MODELS_ONLY = "kubernetes_asyncio"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,19 @@ def parse(argv: Sequence[str] | None = None) -> Launch:
     )
 
 
+def import_kopf() -> ModuleType:
+    """Kopf, imported without its support for kubernetes_asyncio's model objects (it
+    tries the import and goes without on ImportError). Where something imported the client
+    already, nothing is saved, and Kopf is imported as usual."""
+    if "kopf" in sys.modules or _MODELS_ONLY in sys.modules:
+        return importlib.import_module("kopf")
+    sys.modules[_MODELS_ONLY] = None  # type: ignore[assignment]  # an import raises ImportError
+    try:
+        return importlib.import_module("kopf")
+    finally:
+        del sys.modules[_MODELS_ONLY]  # later imports (the actions') load it as usual
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -78,9 +97,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     launch = parse(argv)
+    kopf = import_kopf()
     kopf.configure(
-        debug=launch.debug, quiet=launch.quiet, log_format=_LOG_FORMATS[launch.log_format]
+        debug=launch.debug,
+        quiet=launch.quiet,
+        log_format=getattr(kopf.LogFormat, launch.log_format.upper()),
     )
+    kopf.set_default_registry(kopf.OperatorRegistry())
     importlib.import_module(HANDLERS_MODULE)
     if launch.webhooks:
         importlib.import_module(WEBHOOKS_MODULE)

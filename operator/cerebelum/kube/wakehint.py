@@ -28,8 +28,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from cerebelum.actions.errors import ApiError
 from cerebelum.api.durations import format_time, parse_time
 from cerebelum.kube.client import KubeClient
 from cerebelum.kube.settings import WakeHintSettings
@@ -125,7 +124,7 @@ class WakeHint:
             async with asyncio.timeout(RESTORE_TIMEOUT):
                 return await self._restore(namespaces, observe)
         except Exception as exc:  # the list finds them all the same
-            reason = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else exc
+            reason = f"{exc.status} {exc.reason}" if isinstance(exc, ApiError) else exc
             logger.warning(
                 "the wake-up hint (configmap %s/%s) was not used (%s): due workflows wait "
                 "for the initial list",
@@ -187,7 +186,7 @@ class WakeHint:
                 await self.kube.write_config_map(
                     self.settings.namespace, self.settings.name, encode(entries)
                 )
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status in (401, 403):
                     logger.warning(
                         "the wake-up hint (configmap %s/%s) cannot be written (%s %s); "

@@ -32,8 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from cerebelum.actions.errors import ApiError
 from cerebelum.kube.client import KubeClient
 from cerebelum.kube.failures import describe_failure
 
@@ -130,7 +129,7 @@ class ResourceWatch:
                 page = await self.kube.list_page(
                     self.plural, self.namespace, self.settings.page_size, after
                 )
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 410 and after:  # the continue token expired: start over
                     seen.clear()
                     after = None
@@ -161,7 +160,7 @@ class ResourceWatch:
                 version = str(meta.get("resourceVersion") or version)
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self.observe(kind, obj)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 410:  # refused at once: the version is already gone
                 raise Expired(version) from None
             raise

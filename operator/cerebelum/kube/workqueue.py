@@ -74,6 +74,14 @@ class WorkQueue:
         while self.urgent_waiting() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
 
+    async def urgent_done(self, timeout: float) -> None:
+        """Return once no urgent key waits and no key is being worked on, or after
+        ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self.urgent_waiting() or self._processing) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
     def __len__(self) -> int:
         return len(self._dirty)
 
