@@ -116,10 +116,11 @@ class KubeClient:
             "timeoutSeconds": timeout,
         }
         path = path_of(GROUP, VERSION, plural, namespace)
-        with _counted("watch", plural):
-            stream = self.rest.stream(path, params, read_timeout=timeout + 30)
-            response = await stream.__aenter__()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            with _counted("watch", plural):  # the request, not the stream that follows
+                response = await stack.enter_async_context(
+                    self.rest.stream(path, params, read_timeout=timeout + 30)
+                )
             pending: list[bytes] = []
             async for chunk in response.content.iter_any():
                 if b"\n" not in chunk:
@@ -130,8 +131,6 @@ class KubeClient:
                 for line in lines:
                     if line.strip():
                         yield json.loads(line)
-        finally:
-            await stream.__aexit__(None, None, None)
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` in one request; fails with Conflict if ``body`` is stale."""
