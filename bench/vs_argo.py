@@ -15,7 +15,8 @@ For each it prints:
   seconds, and its due time is its startedAt, also whole seconds, plus the duration) and as
   seen by a watch (the moment a watch event shows the sleep ended);
 - writes per transition: the controller's writes (audit log) over the transitions, two per
-  sleep (it begins, it ends), the same count for both;
+  sleep (it begins, it ends), the same count for both; its reads (gets, lists, watches) by
+  verb beside them, so a relist shows;
 - requests while all sleep: the controller's requests per minute while every workflow
   sleeps and none is due;
 - controller CPU-seconds and peak RSS; kube-apiserver + etcd CPU-seconds, in all and per
@@ -247,6 +248,7 @@ class Result:
     late_watch: list[float]
     transitions: int
     writes: Counter[str]
+    reads: Counter[str]
     sleeping_rpm: float | None
     cpu: float
     rss: float
@@ -415,6 +417,7 @@ async def run_one(
             proc.wait()
     requests = audit_since(plane.audit_log, audit_offset, user)
     writes = Counter(verb for _, verb in requests if verb.split()[0] in _WRITES)
+    reads = Counter(verb for _, verb in requests if verb.split()[0] not in _WRITES)
     by_wf: dict[str, float] = {}
     for (wf, _), seen in sleeps.seen_start.items():
         by_wf[wf] = min(seen, by_wf.get(wf, seen))
@@ -441,6 +444,7 @@ async def run_one(
         late_watch=late_watch,
         transitions=2 * sleeps_per_wf * len(names),
         writes=writes,
+        reads=reads,
         sleeping_rpm=rpm,
         cpu=cpu,
         rss=rss,
@@ -480,6 +484,10 @@ def table(results: list[Result], raw: float, sleep: float, idle: float = 0.0) ->
         (
             "  its writes by verb",
             [" ".join(f"{k}:{v}" for k, v in sorted(r.writes.items())) for r in results],
+        ),
+        (
+            "  its reads by verb (a relist of all is a list)",
+            [" ".join(f"{k}:{v}" for k, v in sorted(r.reads.items())) for r in results],
         ),
         (
             "controller requests/min while all sleep",
