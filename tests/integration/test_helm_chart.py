@@ -142,6 +142,30 @@ def test_optional_parts_render(cluster: Cluster) -> None:
     }
 
 
+def test_lease_name_is_a_value_so_releases_in_one_namespace_elect_apart(
+    cluster: Cluster,
+) -> None:
+    """Two releases in one namespace (shards of namespaces) each need their own Lease, or
+    one release's leader would hold the other's workflows back; the default stays the name
+    a running release already holds."""
+
+    def lease(*values: str) -> str:
+        (deployment,) = [
+            d
+            for d in _docs(cluster, *values)
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == RELEASE  # its fullname
+        ]
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return next(e["value"] for e in env if e["name"] == "CEREBELUM_LEASE_NAME")
+
+    assert lease() == "cerebelum-operator"
+    assert lease("--set", "leaderElection.leaseName=shard-b") == "shard-b"
+    refused = cluster.helm(
+        "template", RELEASE, str(CHART), "--set", "leaderElection.leaseName=Not_A_Name", check=False
+    )
+    assert refused.returncode != 0 and "leaseName" in refused.stderr
+
+
 def test_callbacks_render_a_service_secrets_an_ingress_and_need_a_url(cluster: Cluster) -> None:
     docs = _docs(
         cluster,
