@@ -70,14 +70,13 @@ class KubeClient:
         python steps). Imported on a thread the first time it is asked for (the import takes
         a third of a second or more, which must not stall the event loop), and configured the
         way ``rest.login`` finds the credentials."""
-        if self._typed is None:
-            self._typed = asyncio.create_task(_typed_client())
-        return await asyncio.shield(self._typed)
+        return await asyncio.shield(self.warm_up())
 
-    def warm_up(self) -> None:
-        """Start importing the typed client now (after the start's urgent part)."""
+    def warm_up(self) -> asyncio.Task[Any]:
+        """Start importing the typed client now (after the start's urgent part), once."""
         if self._typed is None:
             self._typed = asyncio.create_task(_typed_client())
+        return self._typed
 
     async def close(self) -> None:
         if self._typed is not None:
@@ -167,16 +166,8 @@ class KubeClient:
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         """A ConfigMap's data, or None if there is no ConfigMap of that name."""
-        try:
-            with _counted("get", "configmaps"):
-                found = await self.rest.request(
-                    "GET", path_of("", "v1", "configmaps", namespace, name)
-                )
-        except ApiError as exc:
-            if object_missing(exc, name):
-                return None
-            raise
-        return dict(found.get("data") or {})
+        found = await self._get("configmaps", namespace, name, group="", version="v1")
+        return None if found is None else dict(found.get("data") or {})
 
     async def write_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
         """Create or replace a ConfigMap holding ``data`` (last writer wins)."""
@@ -213,11 +204,14 @@ class KubeClient:
         """A WorkflowTemplate, or None if there is none of that name."""
         return await self._get(TEMPLATE_PLURAL, namespace, name)
 
-    async def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get(
+        self, plural: str, namespace: str, name: str, group: str = GROUP, version: str = VERSION
+    ) -> dict[str, Any] | None:
+        """An object, or None if there is none of that name (the default: one of ours)."""
         try:
             with _counted("get", plural):
                 found = await self.rest.request(
-                    "GET", path_of(GROUP, VERSION, plural, namespace, name)
+                    "GET", path_of(group, version, plural, namespace, name)
                 )
         except ApiError as exc:
             if object_missing(exc, name):

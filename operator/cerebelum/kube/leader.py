@@ -85,6 +85,19 @@ class LeaderElector:
     def _path(self, *name: str) -> str:
         return path_of("coordination.k8s.io", "v1", "leases", self.namespace, *name)
 
+    def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+        """The Lease to write: with ``resource_version``, a replace that fails (409) if
+        another replica wrote it since it was read."""
+        metadata = {"name": self.name, "namespace": self.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
+
     async def try_acquire(self) -> bool:
         """One round: create, renew or take over the Lease; True while we hold it."""
         now = _now()
@@ -93,14 +106,8 @@ class LeaderElector:
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            body: Any = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": self._spec(now),
-            }
             try:
-                await self._rest.request("POST", self._path(), body=body)
+                await self._rest.request("POST", self._path(), body=self._lease(self._spec(now)))
             except ApiError as create_exc:
                 if create_exc.status == 409:
                     return False  # another replica created it first
@@ -116,16 +123,10 @@ class LeaderElector:
         )
         if not (mine or expired or not holder):
             return False
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "resourceVersion": lease["metadata"]["resourceVersion"],
-            },
-            "spec": self._spec(now, spec.get("acquireTime") if mine else None),
-        }
+        body = self._lease(
+            self._spec(now, spec.get("acquireTime") if mine else None),
+            lease["metadata"]["resourceVersion"],
+        )
         try:
             await self._rest.request("PUT", self._path(self.name), body=body)
         except ApiError as exc:
@@ -145,16 +146,10 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
-            body: Any = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": self.name,
-                    "namespace": self.namespace,
-                    "resourceVersion": lease["metadata"]["resourceVersion"],
-                },
-                "spec": {"leaseDurationSeconds": spec.get("leaseDurationSeconds")},
-            }
+            body = self._lease(
+                {"leaseDurationSeconds": spec.get("leaseDurationSeconds")},
+                lease["metadata"]["resourceVersion"],
+            )
             await self._rest.request("PUT", self._path(self.name), body=body)
         except ApiError as exc:
             logger.warning(

@@ -14,7 +14,7 @@ import heapq
 import itertools
 import types
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -70,16 +70,19 @@ class WorkQueue:
 
     async def urgent_taken(self, timeout: float) -> None:
         """Return once every urgent key has been taken by a worker, or after ``timeout``."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.urgent_waiting() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
+        await self._until(lambda: not self.urgent_waiting(), timeout)
 
     async def urgent_done(self, timeout: float) -> None:
         """Return once no urgent key waits and no key is being worked on, or after
         ``timeout``."""
+        await self._until(lambda: not self.urgent_waiting() and not self._processing, timeout)
+
+    @staticmethod
+    async def _until(condition: Callable[[], bool], timeout: float) -> None:
+        """Poll ``condition`` (every 5 ms) until it holds or ``timeout`` passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (self.urgent_waiting() or self._processing) and loop.time() < deadline:
+        while not condition() and loop.time() < deadline:
             await asyncio.sleep(0.005)
 
     def __len__(self) -> int:
