@@ -256,6 +256,10 @@ class Result:
     #: Seconds over which plane_cpu was measured.
     measured: float
     unfinished: int
+    #: A finished workflow as the API server serves it, in bytes of JSON: whole, and the
+    #: share of it that is managedFields (both are stored, and sent on every watch event).
+    size: int = 0
+    managed_size: int = 0
 
 
 async def run_one(
@@ -391,6 +395,10 @@ async def run_one(
             print(f"   {label}: not all finished in time", file=sys.stderr)
         makespan = max(sleeps.finished.values(), default=time.time()) - started
         await asyncio.sleep(5)  # the last writes (and any trailing Events) land
+        sample = await api.get_namespaced_custom_object(*kind[:2], ns, kind[2], names[-1])
+        size = len(json.dumps(sample, separators=(",", ":")))
+        managed = sample.get("metadata", {}).get("managedFields") or []
+        managed_size = len(json.dumps(managed, separators=(",", ":")))
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
         plane_cpu = sum(proc_cpu_seconds(p) for p in plane.pids) - plane0
@@ -451,6 +459,8 @@ async def run_one(
         plane_cpu=plane_cpu,
         measured=measured,
         unfinished=len(names) - len(sleeps.finished),
+        size=size,
+        managed_size=managed_size,
     )
 
 
@@ -503,6 +513,10 @@ def table(results: list[Result], raw: float, sleep: float, idle: float = 0.0) ->
         (
             "  per transition, net of the idle control plane",
             [f"{(r.plane_cpu - idle * r.measured) / r.transitions * 1000:.2f} ms" for r in results],
+        ),
+        (
+            "a finished workflow, bytes of JSON (of which managedFields)",
+            [f"{r.size} ({r.managed_size})" for r in results],
         ),
         ("not finished", [str(r.unfinished) for r in results]),
     ]
