@@ -79,6 +79,34 @@ def find(driver: Any, css: str, timeout: float = 10) -> Any:
     )
 
 
+def _acting(driver: Any, css: str, act: Any, attempts: int = 5) -> None:
+    """Do ``act`` to what matches ``css``, finding it again when a live update replaced it
+    between the find and the act (Selenium's stale element): the page re-renders on every
+    change of the workflow, putting back what was typed, as a user sees it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(attempts):
+        try:
+            act(find(driver, css))
+            return
+        except StaleElementReferenceException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+def click(driver: Any, css: str) -> None:
+    _acting(driver, css, lambda e: e.click())
+
+
+def type_into(driver: Any, css: str, text: str) -> None:
+    def typed(element: Any) -> None:
+        element.clear()  # a retry starts again from nothing
+        element.send_keys(text)
+
+    _acting(driver, css, typed)
+
+
 def text_of(driver: Any, css: str) -> str:
     """The text of what matches, read in one go (a live update may replace the elements)."""
     script = "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent).join(' ')"
@@ -108,11 +136,10 @@ def test_alice_approves_from_waiting_for_me_and_the_page_shows_her_as_decider(
     find(browser, 'li[data-gate="release/gate"]')
     assert "ship web:1.4?" in text_of(browser, "#waiting")
     browser.save_screenshot(str(tmp_path / "waiting.png"))
-    find(browser, 'li[data-gate="release/gate"] a.open').click()
-    reason = find(browser, "#reason-gate")
-    reason.send_keys("change 42 reviewed")
+    click(browser, 'li[data-gate="release/gate"] a.open')
+    type_into(browser, "#reason-gate", "change 42 reviewed")
     browser.save_screenshot(str(tmp_path / "approval-form.png"))
-    find(browser, "#gate-gate button.approve").click()
+    click(browser, "#gate-gate button.approve")
     browser.switch_to.alert.accept()
     took = wait_text(browser, 'tr[data-step="gate"] .decided', "decidedBy: alice", timeout=5)
     print(f"decidedBy shown {took:.2f}s after the click")
@@ -216,7 +243,7 @@ def test_an_output_holding_html_renders_as_text(
     )
     wait_for_phase(cluster, namespace, "xss", "Succeeded")
     browser.get(ui["alice"].url + f"#/wf/{namespace}/xss")
-    find(browser, 'tr[data-step="evil"] details').click()
+    click(browser, 'tr[data-step="evil"] details')
     assert attack in text_of(browser, 'tr[data-step="evil"] pre')
     time.sleep(0.5)
     assert browser.execute_script("return window.pwned") is None
@@ -297,9 +324,9 @@ def test_a_template_runs_from_its_form_and_a_callback_is_answered(
     cluster.kubectl("-n", namespace, "apply", "-f", str(EXAMPLES / "template.yaml"))
     cluster.kubectl("-n", namespace, "delete", "workflow", "release-1-4-2")
     browser.get(ui["alice"].url + "#/templates")
-    find(browser, "#input-release-version").send_keys("2.0.0")
+    type_into(browser, "#input-release-version", "2.0.0")
     Select(find(browser, "#input-release-environment")).select_by_visible_text("production")
-    find(browser, 'form[data-template="release"] button[type="submit"]').click()
+    click(browser, 'form[data-template="release"] button[type="submit"]')
     wait_text(browser, "h1", "release-", timeout=10)
     name = browser.current_url.rsplit("/", 1)[1]
     done = wait_for_phase(cluster, namespace, name, "Succeeded", timeout=30)
@@ -311,8 +338,8 @@ def test_a_template_runs_from_its_form_and_a_callback_is_answered(
     cluster.apply(workflow("ci", [{"name": "build", "callback": {"timeout": "1h"}}]), namespace)
     wait_for_phase(cluster, namespace, "ci", "WaitingForCallback")
     browser.get(ui["alice"].url + f"#/wf/{namespace}/ci")
-    find(browser, "#callback-data-build").send_keys('{"artifact": "web.tar"}')
-    find(browser, "#callback-build button.primary").click()
+    type_into(browser, "#callback-data-build", '{"artifact": "web.tar"}')
+    click(browser, "#callback-build button.primary")
     browser.switch_to.alert.accept()
     done = wait_for_phase(cluster, namespace, "ci", "Succeeded", timeout=20)
     assert done["status"]["steps"]["build"]["output"] == {"artifact": "web.tar"}
