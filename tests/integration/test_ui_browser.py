@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ def find(driver: Any, css: str, timeout: float = 10) -> Any:
     )
 
 
-def _acting(driver: Any, css: str, act: Any, attempts: int = 5) -> None:
+def _acting(driver: Any, css: str, act: Callable[[Any], None], attempts: int = 5) -> None:
     """Do ``act`` to what matches ``css``, finding it again when a live update replaced it
     between the find and the act (Selenium's stale element): the page re-renders on every
     change of the workflow, putting back what was typed, as a user sees it."""
