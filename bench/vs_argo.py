@@ -21,7 +21,10 @@ For each it prints:
   sleeps and none is due;
 - controller CPU-seconds and peak RSS; kube-apiserver + etcd CPU-seconds, in all and per
   transition, over the run (the creates and the benchmark's watch included, the same for
-  both).
+  both);
+- cores busy (sampled twice a second from /proc): kube-apiserver + etcd, the controller and
+  the whole machine, while the creates go and from the first workflow finished to the last
+  (when the last wake-ups pile up), so a run where the machine is the limit says so.
 
 ``--http`` adds a run of ours with an http step first (a local endpoint): Argo's http
 template runs in an agent Pod, which needs a node, so it has no peer run here.
@@ -120,6 +123,50 @@ def argo_manifest(name: str, seconds: float) -> dict[str, Any]:
             ],
         },
     }
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds all cores spent on anything but idling since boot (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    guest = sum(ticks[8:10])  # already counted in user and nice
+    return (sum(ticks) - guest - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuTrace:
+    """Cumulative CPU-seconds sampled over a run: (wall time, control plane, controller,
+    whole machine); ``busy`` reads the cores each kept busy between two moments."""
+
+    samples: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+    def sample(self, plane: LocalControlPlane, pid: int) -> None:
+        self.samples.append(
+            (
+                time.time(),
+                sum(proc_cpu_seconds(p) for p in plane.pids),
+                proc_cpu_seconds(pid),
+                machine_busy_seconds(),
+            )
+        )
+
+    async def run(self, plane: LocalControlPlane, pid: int, every: float = 0.5) -> None:
+        while True:
+            try:
+                self.sample(plane, pid)
+            except (OSError, IndexError, ValueError):  # a process gone: the run is ending
+                return
+            await asyncio.sleep(every)
+
+    def busy(self, start: float, end: float) -> tuple[float, float, float] | None:
+        """Cores busy on average from the first sample at or after ``start`` to the last
+        at or before ``end``: control plane, controller, machine; None under a second."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1:
+            return None
+        (t0, *a), (t1, *b) = inside[0], inside[-1]
+        plane, ctl, machine = ((y - x) / (t1 - t0) for x, y in zip(a, b, strict=True))
+        return plane, ctl, machine
 
 
 @dataclass
@@ -260,6 +307,10 @@ class Result:
     #: share of it that is managedFields (both are stored, and sent on every watch event).
     size: int
     managed_size: int
+    #: Cores busy (control plane, controller, machine) while creating, and from the first
+    #: workflow finished to the last; None where the window was under a second.
+    busy_creating: tuple[float, float, float] | None = None
+    busy_finishing: tuple[float, float, float] | None = None
 
 
 async def run_one(
@@ -386,6 +437,8 @@ async def run_one(
         if args.pprof:  # the whole run: creates, starts, every wake-up
             seconds = int(args.sleep * 3 + 45)
             profiling = await apiserver_profile.start(plane, seconds)
+        trace = CpuTrace()
+        tracer = asyncio.create_task(trace.run(plane, proc.pid))
         started = time.time()
         await asyncio.gather(*(create(n) for n in names))
         created_in = time.time() - started
@@ -395,6 +448,10 @@ async def run_one(
             print(f"   {label}: not all finished in time", file=sys.stderr)
         makespan = max(sleeps.finished.values(), default=time.time()) - started
         await asyncio.sleep(5)  # the last writes (and any trailing Events) land
+        tracer.cancel()
+        busy_creating = trace.busy(started, started + created_in)
+        finishes = sorted(sleeps.finished.values())
+        busy_finishing = trace.busy(finishes[0], finishes[-1]) if finishes else None
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
         plane_cpu = sum(proc_cpu_seconds(p) for p in plane.pids) - plane0
@@ -462,6 +519,8 @@ async def run_one(
         unfinished=len(names) - len(sleeps.finished),
         size=size,
         managed_size=managed_size,
+        busy_creating=busy_creating,
+        busy_finishing=busy_finishing,
     )
 
 
@@ -478,6 +537,11 @@ def table(results: list[Result], raw: float, sleep: float, idle: float = 0.0) ->
         if not values:
             return "n/a"
         return f"{pct(values, 0.5):.2f} / {pct(values, 0.99):.2f} / {max(values):.2f}"
+
+    def cores(busy: tuple[float, float, float] | None) -> str:
+        return "n/a" if busy is None else " / ".join(f"{v:.2f}" for v in busy)
+
+    ncpu = os.cpu_count() or 0
 
     rows: list[tuple[str, list[str]]] = [
         (f"makespan (ideal {3 * sleep:g} s)", [f"{r.makespan:.1f} s" for r in results]),
@@ -514,6 +578,14 @@ def table(results: list[Result], raw: float, sleep: float, idle: float = 0.0) ->
         (
             "  per transition, net of the idle control plane",
             [f"{(r.plane_cpu - idle * r.measured) / r.transitions * 1000:.2f} ms" for r in results],
+        ),
+        (
+            f"cores busy while creating: API server + etcd / controller / machine (of {ncpu})",
+            [cores(r.busy_creating) for r in results],
+        ),
+        (
+            "  the same from the first workflow finished to the last",
+            [cores(r.busy_finishing) for r in results],
         ),
         (
             "a finished workflow, bytes of JSON (of which managedFields)",
