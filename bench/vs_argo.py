@@ -125,6 +125,11 @@ def argo_manifest(name: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def plane_cpu_seconds(plane: LocalControlPlane) -> float:
+    """CPU-seconds kube-apiserver and etcd have used since they started."""
+    return sum(proc_cpu_seconds(p) for p in plane.pids)
+
+
 def machine_busy_seconds() -> float:
     """CPU-seconds all cores spent on anything but idling since boot (/proc/stat)."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -144,7 +149,7 @@ class CpuTrace:
         self.samples.append(
             (
                 time.time(),
-                sum(proc_cpu_seconds(p) for p in plane.pids),
+                plane_cpu_seconds(plane),
                 proc_cpu_seconds(pid),
                 machine_busy_seconds(),
             )
@@ -405,7 +410,7 @@ async def run_one(
         if proc.poll() is not None:
             raise SystemExit(f"{label} exited:\n{log_path.read_text()[-3000:]}")
         cpu0 = proc_cpu_seconds(proc.pid)
-        plane0 = sum(proc_cpu_seconds(p) for p in plane.pids)
+        plane0 = plane_cpu_seconds(plane)
         measured_from = time.monotonic()
         audit_offset = plane.audit_log.stat().st_size
         names = [f"wf-{i:05d}" for i in range(args.workflows)]
@@ -454,7 +459,7 @@ async def run_one(
         busy_finishing = trace.busy(finishes[0], finishes[-1]) if finishes else None
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
-        plane_cpu = sum(proc_cpu_seconds(p) for p in plane.pids) - plane0
+        plane_cpu = plane_cpu_seconds(plane) - plane0
         measured = time.monotonic() - measured_from
         # Read after the figures, so the benchmark's own GET is not in the API server's.
         sample = await api.get_namespaced_custom_object(*kind[:2], ns, kind[2], names[-1])
@@ -527,9 +532,9 @@ async def run_one(
 async def idle_cpu(plane: LocalControlPlane, seconds: float = 30) -> float:
     """kube-apiserver + etcd CPU-seconds per second with no controller running: the share
     of each run's figure that neither controller causes."""
-    before = sum(proc_cpu_seconds(p) for p in plane.pids)
+    before = plane_cpu_seconds(plane)
     await asyncio.sleep(seconds)
-    return (sum(proc_cpu_seconds(p) for p in plane.pids) - before) / seconds
+    return (plane_cpu_seconds(plane) - before) / seconds
 
 
 def table(results: list[Result], raw: float, sleep: float, idle: float = 0.0) -> str:
