@@ -53,6 +53,7 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 unit: venv
 	$(BIN)/pytest tests/unit

@@ -34,7 +34,7 @@ _ERRORS = re.compile(
     r'^cerebelum_api_requests_total\{(?P<labels>[^}]*code="error"[^}]*)\} (?P<value>[0-9.e+]+)$'
 )
 #: (label, environment): the old behaviour is a fixed 2 s retry, i.e. base == cap == 2 s.
-MODES = (
+MODES: tuple[tuple[str, dict[str, str]], ...] = (
     (
         "fixed 2s retry (before)",
         {"CEREBELUM_RETRY_BASE_SECONDS": "2", "CEREBELUM_RETRY_MAX_SECONDS": "2"},

@@ -104,7 +104,7 @@ async def raw_status_patches(
 
     async def patch(name: str, i: int) -> None:
         async with sem:
-            await api.patch_namespaced_custom_object_status(
+            await api.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
                 GROUP,
                 VERSION,
                 namespace,
@@ -169,7 +169,9 @@ async def run(args: argparse.Namespace, cp: LocalControlPlane, kubectl: Path) ->
             )
         try:
             await asyncio.sleep(3)
-            steps = [{"name": f"s{i}", "noop": {"with": {"i": i}}} for i in range(args.steps)]
+            steps: list[dict[str, object]] = [
+                {"name": f"s{i}", "noop": {"with": {"i": i}}} for i in range(args.steps)
+            ]
             names = [f"wf-{i}" for i in range(args.workflows)]
             before = request_counts(kubectl, cp.kubeconfig)
             started = time.monotonic()

@@ -106,7 +106,7 @@ def etcd_db_size(plane: LocalControlPlane) -> int:
 
 
 def crd_variant(name: str) -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
+    crd: dict[str, Any] = yaml.safe_load(CRD.read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     if name in ("no-spec-cel", "candidate", "candidate-typed"):
 
@@ -402,4 +402,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -613,7 +613,7 @@ async def main_async(args: argparse.Namespace) -> None:
     bins = ensure_binaries()
     # The audit log is how each controller's requests are told apart: never rotated here
     # (the API server's default rotates it at 100 MB, mid-run at 5,000 workflows).
-    extra = ("--audit-log-maxsize=100000",)
+    extra: tuple[str, ...] = ("--audit-log-maxsize=100000",)
     if args.pprof:
         extra += apiserver_profile.PROFILING_ARGS
     plane = LocalControlPlane(bins, extra_apiserver_args=extra)

@@ -102,7 +102,7 @@ async def raw_ceiling(
         i = offset
         while time.monotonic() < stop:
             name = names[i % len(names)]
-            await api.patch_namespaced_custom_object_status(
+            await api.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
                 GROUP,
                 VERSION,
                 ns,
