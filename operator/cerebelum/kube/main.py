@@ -4,7 +4,12 @@ image, the tests and the demo run (``kube.command.operator_argv`` builds its com
 Kopf's ``kopf run`` would start the same handlers, but the runtime watches Workflows itself
 (``kube.watch``) and must watch the namespaces Kopf is told to: both get them here, from one
 command line. Kopf is then started through its programmatic API (``kopf.operator``), on
-uvloop where it is installed, as ``kopf run`` would.
+asyncio's own event loop. Not on uvloop, as ``kopf run`` would where it is installed: with
+aiohttp, uvloop loses track of sockets when connections are reset and cancelled in
+numbers, which is what an API server restart does to an operator (uvloop's issue #653:
+"File descriptor N is used by transport" failing new HTTP requests, and on a loaded
+machine an abort of the whole process). tests/integration/test_api_outage.py caught both
+on uvloop 0.23 with the machine's cores kept busy; on asyncio's loop it passes.
 
 Kopf is imported here without its optional support for ``kubernetes_asyncio``'s model
 objects (``kopf.adopt()`` on a ``V1Pod`` and such, which this operator never uses: it hands
@@ -21,7 +26,7 @@ import argparse
 import asyncio
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -86,15 +91,6 @@ def import_kopf() -> ModuleType:
         del sys.modules[_MODELS_ONLY]  # later imports (the actions') load it as usual
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     launch = parse(argv)
     kopf = import_kopf()
@@ -114,8 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         liveness_endpoint=launch.liveness,
         memo=kopf.Memo({NAMESPACES_MEMO: launch.namespaces}),
     )
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(operator)
+    asyncio.run(operator)
     return 0
 
 
