@@ -2,9 +2,10 @@
 
 Only two things differ from the document: the DigitalOcean calls use pydo's return shapes
 (``client.droplets.get(droplet_id)["droplet"]``, dicts instead of attributes), and the SSH
-check connects to SSH_PORT (a local port in tests) instead of 22. Its dedicated polling
-step loops with ``await asyncio.sleep(3)``: that works, but holds a worker for the whole
-wait. ``droplet.py`` is the same workflow with ``@poll``, which holds nothing.
+check logs in on SSH_PORT as SSH_USER (in tests, a local sshd's port and the user it lets
+in) instead of 22 as root. Its dedicated polling step loops with ``await asyncio.sleep(3)``:
+that works, but holds a worker for the whole wait. ``droplet.py`` is the same workflow with
+``@poll``, which holds nothing.
 
 ``blocking_workflow`` is the anti-pattern the document warns about: one step that creates
 the droplet and then loops with ``time.sleep(5)`` until it has an IP. It works here too —
@@ -28,6 +29,7 @@ digital_ocean_client = pydo.Client(
     endpoint=os.environ.get("DIGITALOCEAN_ENDPOINT", "https://api.digitalocean.com"),
 )
 SSH_PORT = int(os.environ.get("SSH_PORT", "22"))
+SSH_USER = os.environ.get("SSH_USER", "root")
 DROPLET = {"region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
 
 
@@ -72,7 +74,7 @@ async def verify_ssh_access(context: Context, wait_for_droplet_ready: dict) -> d
         try:
             ssh = paramiko.SSHClient()
             ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            ssh.connect(ip, port=SSH_PORT, username="root", timeout=5)
+            ssh.connect(ip, port=SSH_PORT, username=SSH_USER, timeout=5)
             ssh.close()
             return {"ip": ip, "ssh_ready": True}
         except Exception as e:

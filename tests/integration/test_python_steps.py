@@ -21,11 +21,11 @@ from cerebelum.sdk.loader import load_object
 from tests.fakes import python_steps
 from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.http_server import FakeHttpServer
-from tests.fakes.ssh import FakeSshServer, write_client_key
 from tests.harness import Cluster
 from tests.harness.cli import cerebelum, cerebelum_background
 from tests.harness.cluster import eventually
 from tests.harness.operator import OperatorProcess
+from tests.harness.sshd import SshServer, keygen, sshd_missing
 from tests.harness.worker import WorkerProcess
 from tests.harness.workflows import get, wait_for_phase, workflow
 
@@ -174,11 +174,23 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
     operator: OperatorProcess,
     tmp_path: Path,
 ) -> None:
+    missing = sshd_missing()
+    if missing and not os.environ.get("CEREBELUM_REQUIRE_NODE"):
+        pytest.skip(missing)
     home = tmp_path / "home"
-    key = write_client_key(home)  # ~/.ssh/id_ed25519, where paramiko looks by default
-    with fake_digitalocean_https(tmp_path) as (fake, env), FakeSshServer(key) as ssh:
+    (home / ".ssh").mkdir(parents=True)
+    ssh = SshServer(tmp_path / "sshd")
+    # ~/.ssh/id_ed25519, where paramiko looks by default; OpenSSH's sshd lets it in.
+    ssh.authorize(keygen(home / ".ssh" / "id_ed25519"))
+    with fake_digitalocean_https(tmp_path) as (fake, env), ssh:
         fake.state.active_after = 6.0  # the blocking loop then sleeps twice: 10 s held
-        env = {**env, "HOME": str(home), "SSH_PORT": str(ssh.port), "SSH_AUTH_SOCK": ""}
+        env = {
+            **env,
+            "HOME": str(home),
+            "SSH_PORT": str(ssh.port),
+            "SSH_USER": ssh.user,
+            "SSH_AUTH_SOCK": "",
+        }
         as_written = WorkerProcess(
             cluster,
             namespace,
@@ -214,7 +226,7 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
                 "ip": "127.0.0.1",
                 "ssh_ready": True,
             }
-            assert ssh.logins >= 1  # a real SSH login with the key from ~/.ssh
+            assert ssh.logins() >= 1  # a real SSH login with the key from ~/.ssh
             assert reference["steps"]["configure_server"]["output"] == {"configured": True}
 
             # The anti-pattern and the decorator version, side by side.
