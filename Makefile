@@ -54,6 +54,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/mypy tests
 
 unit: venv
 	$(BIN)/pytest tests/unit

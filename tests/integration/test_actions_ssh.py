@@ -108,7 +108,7 @@ def test_a_non_zero_exit_is_retried_by_retry_on_and_its_status_is_in_the_error(
     sshd.authorize(client_key[1])
     counter = tmp_path / "runs"
     flaky = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; [ $n -ge 3 ] || exit 7"
-    steps = [
+    steps: list[dict[str, Any]] = [
         {
             "name": "flaky",
             "ssh": ssh(sshd, command=flaky),

@@ -131,7 +131,7 @@ def test_a_wrong_replayed_or_expired_token_gets_the_same_404_and_changes_nothing
         assert ci.post(url, {"result": "first"}) == (202, {"accepted": True})
         answers["replay"] = ci.post(url, {"result": "second"})
         answers["replayed heartbeat"] = ci.post(url + "/heartbeat")
-        assert {a for a in answers.values() for a in [json.dumps(a)]} == {
+        assert {json.dumps(a) for a in answers.values()} == {
             json.dumps((404, {"error": "no such callback"}))
         }, answers
         done = wait_for_phase(cluster, namespace, "once", ("Succeeded", "Failed"))
@@ -334,5 +334,8 @@ def test_kubectl_explain_describes_the_new_fields(cluster: Cluster, crds: None) 
         "workflow.status.notifications": "key (string): Dedupe key",
     }.items():
         # The API server publishes a new CRD's schema a moment after it is established.
-        out = eventually(lambda p=path: cluster.kubectl("explain", p).stdout, timeout=60)
+        def explain(p: str = path) -> str:
+            return str(cluster.kubectl("explain", p).stdout)
+
+        out = eventually(explain, timeout=60)
         assert words in " ".join(out.split()), (path, out)

@@ -57,7 +57,8 @@ def _parallel(obj: dict[str, Any]) -> None:
 
 
 CASES: dict[
-    str, tuple[str, Callable[[Cluster, str, str], None] | None, Callable[[dict[str, Any]], None]]
+    str,
+    tuple[str, Callable[[Cluster, str, str], None] | None, Callable[[dict[str, Any]], bool | None]],
 ] = {
     "sleep.yaml": (
         "Succeeded",

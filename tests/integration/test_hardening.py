@@ -25,9 +25,9 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
 def event(cluster: Cluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
     """The Event with ``reason`` on ``name`` (waits for it)."""
 
-    def find() -> dict[str, Any] | None:
+    def find() -> dict[str, Any]:
         found = [e for e in events(cluster, namespace, name) if e["reason"] == reason]
-        return found[0] if found else None
+        return found[0] if found else {}
 
     result: dict[str, Any] = eventually(find, timeout=15)
     return result

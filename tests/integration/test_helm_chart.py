@@ -156,7 +156,7 @@ def test_lease_name_is_a_value_so_releases_in_one_namespace_elect_apart(
             if d["kind"] == "Deployment" and d["metadata"]["name"] == RELEASE  # its fullname
         ]
         env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        return next(e["value"] for e in env if e["name"] == "CEREBELUM_LEASE_NAME")
+        return str(next(e["value"] for e in env if e["name"] == "CEREBELUM_LEASE_NAME"))
 
     assert lease() == "cerebelum-operator"
     assert lease("--set", "leaderElection.leaseName=shard-b") == "shard-b"

@@ -211,7 +211,7 @@ async def attempt_count(context: Context, inputs: dict[str, Any]) -> dict[str, i
 
 
 @step
-async def gate(context: Context, attempt_count: dict[str, int]) -> dict[str, int]:
+async def gate(context: Context, attempt_count: dict[str, int]) -> dict[str, Any]:
     if attempt_count["visit"] < 3:
         return {"error": "again"}
     return attempt_count
@@ -334,10 +334,10 @@ def test_sleep_poll_and_retry_are_decorators_and_helpers_told_apart() -> None:
     with pytest.raises(DefinitionError, match="success_condition belong to the awaitable helper"):
         poll(lambda o: True, interval=5, max_attempts=3, success_condition=bool)(greet)
     with pytest.raises(DefinitionError, match="@sleep needs exactly one of"):
-        sleep(seconds=1, until="x")
+        sleep(seconds=1, until="x")  # type: ignore[call-overload]  # the misuse refused at run time
 
     async def misuse() -> None:
-        await retry(max_attempts=3)
+        await retry(max_attempts=3)  # type: ignore[misc]  # the misuse refused at run time
 
     with pytest.raises(DefinitionError, match=r"await retry\(fn, \*args"):
         asyncio.run(misuse())
@@ -456,7 +456,7 @@ def test_definition_mistakes_raise_cerebelums_errors(capsys: pytest.CaptureFixtu
     assert "timeline" in empty.value.errors[0].lower()
     with pytest.raises(WorkflowDefinitionError, match="must not be async"):
 
-        @workflow  # type: ignore[arg-type]
+        @workflow
         async def async_workflow(wf: Any) -> None:
             pass
 
@@ -610,6 +610,7 @@ def test_a_branch_target_off_the_timeline_is_a_handler_and_the_rule_is_kept() ->
         )
 
     [rule] = shop.builder.get_branch_rules()
+    assert rule.when_true is not None and rule.when_false is not None
     assert (rule.after.name, rule.when_true.name, rule.when_false.name) == (
         "check_inventory",
         "process_order",

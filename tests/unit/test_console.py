@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from cerebelum.console import history_table, human, progress_line, status_report, workflow_table
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
-def obj(
-    status: dict[str, object], steps: tuple[str, ...] = ("a", "gate", "nap")
-) -> dict[str, object]:
+def obj(status: dict[str, Any], steps: tuple[str, ...] = ("a", "gate", "nap")) -> dict[str, object]:
     return {
         "metadata": {"name": "wf", "namespace": "ns", "creationTimestamp": "2026-01-01T11:58:30Z"},
         "spec": {"steps": [{"name": s} for s in steps]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import Any
 
 import pytest
 
@@ -518,7 +519,7 @@ def test_next_goto_loops_until_a_condition_then_continues() -> None:
 def test_an_end_rule_finishes_the_workflow_and_skips_the_handlers_after_it() -> None:
     """How the SDK renders handlers off the main line: the line ends with `end`, and a
     failure routed to a handler ends after it; the workflow succeeds, the failure handled."""
-    spec = {
+    spec: dict[str, list[dict[str, Any]]] = {
         "steps": [
             {
                 "name": "check",
@@ -542,7 +543,7 @@ def test_an_end_rule_finishes_the_workflow_and_skips_the_handlers_after_it() -> 
     assert d.step_phase("other") == StepPhase.SKIPPED
     assert "ended by reject.next[0]" in (d.status.message or "")  # type: ignore[union-attr]
 
-    passing = {k: v for k, v in spec["steps"][0].items() if k != "fail"}  # type: ignore[union-attr]
+    passing = {k: v for k, v in spec["steps"][0].items() if k != "fail"}
     d = Driver({"steps": [{**passing, "noop": {}}, *spec["steps"][1:]]})
     d.tick()
     assert d.phase == "Succeeded"
@@ -788,7 +789,7 @@ def test_outputs_together_over_the_workflows_budget_fail_the_step_that_crosses_i
     steps = [{"name": f"s{i}", "noop": {"with": {"blob": blob}}} for i in range(100)]
     d = Driver({"steps": steps})
     d.tick()
-    assert d.phase == "Failed"
+    assert d.phase == "Failed" and d.status is not None
     succeeded = [n for n in d.status.steps if d.step(n).phase == "Succeeded"]
     assert 25 <= len(succeeded) < 40
     crossing = d.step(f"s{len(succeeded)}")

@@ -281,7 +281,12 @@ def test_random_status_edits_never_crash_and_every_outcome_is_a_valid_status(
         for op in ops[round_ * 5 : round_ * 5 + 5]:
             play(d, op)
         assert d.status is not None
-        repairs = d.edit_status(lambda wire, change=change: [_edit(wire, e) for e in change])
+
+        def edit(wire: dict[str, Any], change: list[tuple[Any, ...]] = change) -> None:
+            for e in change:
+                _edit(wire, e)
+
+        repairs = d.edit_status(edit)
         assert all(isinstance(r, str) and r for r in repairs)
         out = d.tick()
         status = out.status

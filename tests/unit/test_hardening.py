@@ -206,7 +206,7 @@ def test_the_engine_fails_the_workflow_instead_of_raising() -> None:
     driver.tick()
     # Bypass the repair: the engine alone must still not raise on what it cannot use.
     assert driver.status is not None
-    driver.status.steps["a"].sleep_until = "garbage"
+    driver.status.steps["a"].sleep_until = "garbage"  # type: ignore[assignment]
     driver.at(1)
     assert driver.phase == "Failed"
     assert (driver.status.message or "").startswith(

@@ -241,7 +241,7 @@ def test_the_cache_keeps_workflows_as_json_and_hands_out_copies() -> None:
     cache[("ns", "w")] = body
     copy = cache.get(("ns", "w"))
     assert copy == body and copy is not body
-    copy["status"]["phase"] = "Failed"  # type: ignore[index]
+    copy["status"]["phase"] = "Failed"
     assert cache.get(("ns", "w")) == body
     assert cache.version(("ns", "w")) == "7" and cache.version(("ns", "x")) is None
     assert cache.summaries()[0].phase == "Running"

@@ -70,6 +70,7 @@ def test_finished_suspended_or_unreadable_workflows_are_not_parked() -> None:
     wire = body(d)
     wire["status"]["phase"] = "Suspended"
     assert parked_until(wire) is None
+    broken: dict[str, Any]
     for broken in ({"nextWakeAt": "soon"}, {"nextWakeAt": None}, {"steps": {"nap": {}}}):
         wire = body(d)
         wire["status"].update(broken)

@@ -140,7 +140,7 @@ async def test_when_the_write_fails_apply_starts_nothing_unrecorded_and_keeps_th
         return ActionResult(step=call.step, visit=call.visit, attempt=call.attempt, ok=True)
 
     runtime.tasks = ActionTasks(execute, lambda key: None)
-    obj = body(**{"cerebelum.io/approve": "get"})
+    obj = body(None, **{"cerebelum.io/approve": "get"})
     p = await plan_for(obj)
     kept = ActionResult(step="other", visit=1, attempt=1, ok=True)
     p = Plan(**{**p.__dict__, "on_failed_write": type(p.on_failed_write)(restore=(kept,))})
@@ -169,7 +169,7 @@ class _SizeLimitedKube(_RefusingKube):
         self.writes += 1
         if len(json.dumps(status)) > self.limit:
             exc = ApiException(status=500, reason="Internal Server Error")
-            exc.body = '{"message": "etcdserver: request is too large", "code": 500}'
+            exc.body = b'{"message": "etcdserver: request is too large", "code": 500}'
             raise exc
         self.written.append(status)
         return {**body, "status": status}

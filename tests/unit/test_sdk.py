@@ -386,9 +386,9 @@ def test_other_definition_mistakes() -> None:
     with pytest.raises(DefinitionError, match="@poll needs max_attempts= or timeout="):
         poll(lambda r: True, interval=1)(http_step("probe", "https://x"))
     with pytest.raises(DefinitionError, match="@sleep needs exactly one of"):
-        sleep(seconds=1, until="2030-01-01T00:00:00Z")
+        sleep(seconds=1, until="2030-01-01T00:00:00Z")  # type: ignore[call-overload]  # the misuse refused at run time
     with pytest.raises(DefinitionError, match=r"sleep\(\) needs a duration"):
-        sleep()
+        sleep()  # type: ignore[call-overload]  # the misuse refused at run time
     with pytest.raises(
         DefinitionError, match="step probe: a Python poll condition needs a Python step"
     ):

@@ -26,7 +26,7 @@ from cerebelum.worker.runner import StepOutcome
 
 def _not_found(details: dict[str, Any]) -> ApiException:
     exc = ApiException(status=404, reason="Not Found")
-    exc.body = json.dumps({"kind": "Status", "code": 404, "details": details})
+    exc.body = json.dumps({"kind": "Status", "code": 404, "details": details}).encode()
     return exc
 
 
@@ -36,7 +36,7 @@ def test_only_a_404_that_names_the_object_means_it_was_deleted() -> None:
     assert not object_missing(_not_found({}), "wf")
     assert not object_missing(_not_found({"name": "other"}), "wf")
     plain = ApiException(status=404, reason="Not Found")
-    plain.body = "404 page not found"
+    plain.body = b"404 page not found"
     assert not object_missing(plain, "wf")
     assert not object_missing(ConnectionRefusedError(), "wf")
 
@@ -94,7 +94,7 @@ def _worker(store: _Store) -> Worker:
         queue="default", namespaces=("ns",), identity="w1", lease=datetime.timedelta(seconds=30)
     )
     worker = Worker(api=None, settings=settings, functions={})
-    worker.custom = store
+    worker.custom = store  # type: ignore[assignment]  # a store below the API layer
     return worker
 
 

@@ -141,7 +141,12 @@ async def test_a_blocking_step_does_not_block_the_callers_loop() -> None:
             ticks += 1
 
     ticker = asyncio.create_task(tick())
-    result = await in_daemon_thread(lambda: time.sleep(0.3) or "done")
+
+    def blocking() -> str:
+        time.sleep(0.3)
+        return "done"
+
+    result = await in_daemon_thread(blocking)
     ticker.cancel()
     assert result == "done" and time.monotonic() - started >= 0.3
     assert ticks >= 10  # the loop kept running while the thread blocked

@@ -20,8 +20,8 @@ import contextvars
 import datetime
 import inspect
 import time
-from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Protocol, overload
 
 from cerebelum.sdk.results import ApprovalMarker, SleepMarker
 from cerebelum.sdk.steps import (
@@ -88,6 +88,14 @@ class SleepRequest:
         )
 
 
+# Typed for a user's type checker: a keyword form decorates a step, a positional one is
+# awaited (or refused as a decorator, with the message of SleepRequest.__call__).
+@overload
+def sleep(*, seconds: float) -> Callable[[Any], Any]: ...
+@overload
+def sleep(*, until: str) -> Callable[[Any], Any]: ...
+@overload
+def sleep(duration: float | datetime.timedelta, data: Any = None) -> SleepRequest: ...
 def sleep(
     duration: float | datetime.timedelta | None = None,
     data: Any = None,
@@ -260,6 +268,40 @@ async def _retry_call(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# Typed for a user's type checker: with a function first, the awaitable helper; otherwise
+# the decorator (keywords, or up to three numbers positionally).
+@overload
+def retry(
+    fn: Callable[..., Any],
+    *args: Any,
+    max_attempts: int = 3,
+    delay: float | None = None,
+    backoff: float | None = None,
+    on_error: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    on_attempt: Callable[[int, BaseException | None], Any] | None = None,
+    **kwargs: Any,
+) -> Coroutine[Any, Any, Any]: ...
+@overload
+def retry(
+    *,
+    max_attempts: int = 3,
+    delay: float | None = None,
+    backoff: float | None = None,
+    max_delay: float | None = None,
+    jitter: float = 0.0,
+    on: Any = (),
+) -> Callable[[Any], Any]: ...
+@overload
+def retry(
+    max_attempts: int,
+    delay: float | None = None,
+    backoff: float | None = None,
+    /,
+    *,
+    max_delay: float | None = None,
+    jitter: float = 0.0,
+    on: Any = (),
+) -> Callable[[Any], Any]: ...
 def retry(
     fn: Any = None,
     *args: Any,

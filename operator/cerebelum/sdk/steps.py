@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from cerebelum.api.spec import STEP_NAME_PATTERN
 from cerebelum.sdk.registry import StepRegistry
@@ -454,6 +454,22 @@ def _from_function(
     return stepdef
 
 
+@overload
+def step(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+) -> StepDef: ...
+@overload
+def step(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[..., Any]], StepDef]: ...
 def step(
     fn: Callable[..., Any] | None = None,
     *,

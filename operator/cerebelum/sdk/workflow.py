@@ -11,7 +11,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 from pydantic import ValidationError
 
@@ -666,6 +666,28 @@ class WorkflowDef:
         return spec
 
 
+@overload
+def workflow(
+    fn: Callable[[WorkflowBuilder], Any],
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    active_deadline: float | None = None,
+    max_step_visits: int | None = None,
+    core_url: str = "localhost:9090",
+) -> WorkflowDef: ...
+@overload
+def workflow(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    active_deadline: float | None = None,
+    max_step_visits: int | None = None,
+    core_url: str = "localhost:9090",
+) -> Callable[[Callable[[WorkflowBuilder], Any]], WorkflowDef]: ...
 def workflow(
     fn: Callable[[WorkflowBuilder], Any] | None = None,
     *,
