@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Self
 
+import pytest
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 #: sshd running as root needs its privilege separation directory (an empty one).
 _PRIVSEP = Path("/run/sshd")
@@ -30,6 +32,17 @@ def sshd_missing() -> str | None:
     if shutil.which("ssh-keygen") is None:
         return "no ssh-keygen (Debian's openssh-client)"
     return None
+
+
+def require_sshd() -> None:
+    """Skip the calling test where no sshd can run; in CI (``CEREBELUM_REQUIRE_NODE``), where
+    ``make test`` installs it, fail it instead: a skip there would hide a broken set-up."""
+    missing = sshd_missing()
+    if missing is None:
+        return
+    if os.environ.get("CEREBELUM_REQUIRE_NODE"):
+        pytest.fail(missing)
+    pytest.skip(missing)
 
 
 def keygen(path: Path, comment: str = "cerebelum-test") -> str:

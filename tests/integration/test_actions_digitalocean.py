@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from cerebelum.api.durations import parse_time
 from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.harness import Cluster
 from tests.harness.operator import OperatorProcess
-from tests.harness.sshd import SshServer, keygen, sshd_missing
+from tests.harness.sshd import SshServer, keygen, require_sshd
 from tests.harness.workflows import get, wait_for_phase, workflow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples/digitalocean-droplet.yaml"
@@ -252,9 +251,7 @@ def ssh_key(tmp_path: Path, cluster: Cluster, namespace: str) -> str:
 
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[SshServer]:
-    missing = sshd_missing()
-    if missing and not os.environ.get("CEREBELUM_REQUIRE_NODE"):
-        pytest.skip(missing)
+    require_sshd()
     with SshServer(tmp_path / "sshd") as server:
         yield server
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +12,8 @@ import pytest
 
 from tests.harness import Cluster
 from tests.harness.operator import OperatorProcess
-from tests.harness.sshd import SshServer, keygen, sshd_missing
+from tests.harness.sshd import SshServer, keygen, require_sshd
 from tests.harness.workflows import wait_for_phase, wait_for_step_phase, workflow
-
-_MISSING = sshd_missing()
-pytestmark = pytest.mark.skipif(
-    _MISSING is not None and not os.environ.get("CEREBELUM_REQUIRE_NODE"),
-    reason=_MISSING or "",
-)
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def client_key(tmp_path: Path) -> tuple[Path, str]:
 
 @pytest.fixture
 def sshd(tmp_path: Path, client_key: tuple[Path, str]) -> Iterator[SshServer]:
-    assert _MISSING is None, _MISSING  # CI (CEREBELUM_REQUIRE_NODE) must have sshd
+    require_sshd()
     with SshServer(tmp_path / "sshd") as server:
         yield server
 

@@ -25,7 +25,7 @@ from tests.harness import Cluster
 from tests.harness.cli import cerebelum, cerebelum_background
 from tests.harness.cluster import eventually
 from tests.harness.operator import OperatorProcess
-from tests.harness.sshd import SshServer, keygen, sshd_missing
+from tests.harness.sshd import SshServer, keygen, require_sshd
 from tests.harness.worker import WorkerProcess
 from tests.harness.workflows import get, wait_for_phase, workflow
 
@@ -174,9 +174,7 @@ def test_the_reference_documents_example_runs_as_written_and_its_anti_pattern_to
     operator: OperatorProcess,
     tmp_path: Path,
 ) -> None:
-    missing = sshd_missing()
-    if missing and not os.environ.get("CEREBELUM_REQUIRE_NODE"):
-        pytest.skip(missing)
+    require_sshd()
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     ssh = SshServer(tmp_path / "sshd")
