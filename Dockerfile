@@ -5,8 +5,10 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY hack/constraints.txt ./hack/constraints.txt
 COPY operator ./operator
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The runtime packages at the versions the test suite passed with (hack/constraints.txt).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint hack/constraints.txt .
 
 FROM python:3.11-slim
 ARG VERSION=0.1.0

@@ -5,19 +5,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv binaries node-deps ssh-deps browser-deps lint typecheck unit test demo e2e-kind devcluster clean
+.PHONY: help venv constraints binaries node-deps ssh-deps browser-deps lint typecheck unit test demo e2e-kind devcluster clean
 
 help:
 	@echo "make demo   - start a local control plane, run the operator and a sample workflow"
 	@echo "make test   - install everything, then lint, type-check and run the whole test suite"
 
-$(VENV)/.installed: pyproject.toml
+# Every Python package at the version pinned in hack/constraints.txt, the versions the
+# suite last passed with: a fresh clone tests the same code whatever PyPI released since.
+$(VENV)/.installed: pyproject.toml hack/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip -c hack/constraints.txt
+	$(BIN)/pip install --quiet -e '.[dev]' -c hack/constraints.txt \
+		--build-constraint hack/constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Re-pin hack/constraints.txt to the newest releases (then `make test`, and commit it).
+constraints:
+	PYTHON=$(PYTHON) bash hack/pin-python.sh
 
 # etcd, kube-apiserver, kubectl and helm at their pinned versions, and on Linux the node's
 # kubelet, kube-controller-manager, kube-scheduler and kube-proxy (built once, then cached).

@@ -442,12 +442,15 @@ def test_operator_runs_on_the_charts_least_privilege_rbac(
 @pytest.fixture(scope="module")
 def clean_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the package installed by the Dockerfile's two commands
-    (`pip wheel .`, then `pip install` of the wheels): only runtime dependencies."""
+    (`pip wheel .` within hack/constraints.txt, then `pip install` of the wheels): only
+    runtime dependencies."""
     venv = tmp_path_factory.mktemp("image") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     wheels = venv / "wheels"
-    subprocess.run([*pip, "wheel", "--wheel-dir", str(wheels), str(CHART.parents[1])], check=True)
+    root = CHART.parents[1]
+    constraints = ["--constraint", str(root / "hack" / "constraints.txt")]
+    subprocess.run([*pip, "wheel", "--wheel-dir", str(wheels), *constraints, str(root)], check=True)
     subprocess.run([*pip, "install", *map(str, sorted(wheels.glob("*.whl")))], check=True)
     assert not (venv / "bin" / "pytest").exists(), "dev tools must not reach the image"
     return venv

@@ -296,7 +296,15 @@ def _commit_rootfs(rootfs: Path) -> None:
 def _operator_key() -> str:
     root = repo_root()
     return _digest(
-        _tree_bytes(root, "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "operator")
+        _tree_bytes(
+            root,
+            "Dockerfile",
+            ".dockerignore",
+            "pyproject.toml",
+            "README.md",
+            "hack/constraints.txt",
+            "operator",
+        )
     )
 
 
